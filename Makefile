@@ -1,0 +1,53 @@
+# moodbgm — every target sets itself up first (idempotent, quick when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SAMPLE := samples/demo.mp4
+DEMO_OUT ?= out/demo
+
+.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-gpu lora-smoke up down clean sample
+
+setup: system $(STAMP)
+
+system:
+	@bash services/scripts/setup-system.sh
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+sample: setup
+	@test -f $(SAMPLE) || $(PY) -m moodbgm.sample $(SAMPLE)
+
+demo: sample
+	$(VENV)/bin/moodbgm run $(SAMPLE) -o $(DEMO_OUT)
+
+test: setup
+	@bash services/scripts/ensure-redis.sh
+	$(VENV)/bin/pytest -q
+
+test-fast: setup
+	@bash services/scripts/ensure-redis.sh
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+bench: sample
+	$(PY) -m moodbgm.bench --sample $(SAMPLE) -o bench-results/bench.json
+
+clean:
+	rm -rf out bench-results .pytest_cache .mypy_cache .ruff_cache

