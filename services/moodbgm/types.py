@@ -243,4 +243,3 @@ class MusicBed:
     @property
     def duration(self) -> float:
         return self.audio.shape[0] / self.sample_rate
-

@@ -1,0 +1,91 @@
+"""The models a process uses, built lazily from its ``Settings`` on first use and then reused.
+
+The CLI builds one ``Models`` per run; a Celery worker builds one per child process after fork.
+Nothing is loaded at import time and there is no global instance.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from moodbgm.config import Settings
+
+if TYPE_CHECKING:
+    from moodbgm.emotion import EmotionClassifier
+    from moodbgm.generate.base import MusicGenerator
+    from moodbgm.separate import VoiceSeparator
+    from moodbgm.stt import Transcriber
+    from moodbgm.vad import SpeechDetector
+
+log = logging.getLogger(__name__)
+
+
+class Models:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._cache: dict[str, Any] = {}
+
+    def _get(self, key: str, build: Any) -> Any:
+        if key not in self._cache:
+            log.info("loading %s", key)
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def transcriber(self) -> Transcriber:
+        from moodbgm.stt import build_transcriber
+
+        s = self.settings
+        return self._get(  # type: ignore[no-any-return]
+            "stt",
+            lambda: build_transcriber(
+                s.stt_backend, s.stt_model, device=s.device, language=s.stt_language, threads=s.stt_threads
+            ),
+        )
+
+    def classifier(self) -> EmotionClassifier:
+        from moodbgm.emotion import build_classifier
+
+        s = self.settings
+        model = s.emotion_model if s.emotion_backend == "transformers" else None
+        device = "cpu" if s.device == "auto" else s.device
+        return self._get(  # type: ignore[no-any-return]
+            "emotion", lambda: build_classifier(s.emotion_backend, model, device=device)
+        )
+
+    def separator(self) -> VoiceSeparator:
+        from moodbgm.separate import build_separator
+
+        return self._get("separate", lambda: build_separator(self.settings.separator))  # type: ignore[no-any-return]
+
+    def speech_detector(self) -> SpeechDetector:
+        from moodbgm.vad import SpeechDetector
+
+        return self._get("vad", SpeechDetector)  # type: ignore[no-any-return]
+
+    def generator(self, name: str) -> MusicGenerator:
+        return self._get(f"generate:{name}", lambda: self._build_generator(name))  # type: ignore[no-any-return]
+
+    def _build_generator(self, name: str) -> MusicGenerator:
+        from moodbgm.generate.composer import ComposerGenerator
+
+        s = self.settings
+        composer = ComposerGenerator(soundfont=s.soundfont)
+        if name == "composer":
+            return composer
+        if name == "riffusion":
+            from moodbgm.generate.riffusion import RiffusionGenerator
+
+            return RiffusionGenerator(
+                model=s.riffusion_model,
+                lora_path=s.lora_path,
+                lora_scale=s.lora_scale,
+                device=s.device,
+                steps=s.riffusion_steps,
+                composer=composer,
+            )
+        raise ValueError(f"unknown generator {name!r}")
+
+    def release(self) -> None:
+        """Drop every model (frees memory between long jobs or before a fork)."""
+        self._cache.clear()
