@@ -1,0 +1,1 @@
+"""dataset_tools: see README.md in this folder."""

@@ -1,0 +1,1 @@
+"""lora: see README.md in this folder."""
