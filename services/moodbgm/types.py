@@ -182,7 +182,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Sections that tile ``[0, duration]`` exactly, plus the scene cuts they were snapped to."""
+    """Sections that tile ``[0, duration]`` exactly, plus the video's scene cuts (boundaries snap to them)."""
 
     duration: float
     sections: tuple[Section, ...]

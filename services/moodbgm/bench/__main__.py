@@ -21,7 +21,7 @@ from typing import Any
 
 from moodbgm.files import write_json
 
-AREAS = ("stt", "emotion", "composer", "remix", "pipeline")
+AREAS = ("stt", "emotion", "timeline", "composer", "remix", "pipeline")
 log = logging.getLogger("moodbgm.bench")
 
 
