@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     separator: Literal["deepfilternet", "none"] = "deepfilternet"
     duck_db: float = Field(11.0, ge=0.0, le=40.0)
     target_lufs: float = -16.0
+    music_level_db: float = Field(-7.0, ge=-40.0, le=20.0)  # music bed vs voice loudness (LU), before ducking
+    true_peak_db: float = Field(-1.0, ge=-12.0, le=0.0)
 
     # --- services
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -58,4 +60,11 @@ class Settings(BaseSettings):
     max_upload_mb: int = 1024
     max_duration_s: float = 3600.0
     job_retention_s: int = 7 * 24 * 3600
+    redis_prefix: str = "moodbgm:"  # job-store keys (Celery's own keys live in the same Redis DB)
+    task_soft_time_limit_s: int = Field(default=3300, gt=0)  # then SoftTimeLimitExceeded
+    task_time_limit_s: int = Field(default=3600, gt=0)  # ...and is killed after this
+    broker_visibility_timeout_s: int = Field(default=4000, gt=0)  # must exceed task_time_limit_s (acks_late)
+    task_max_retries: int = Field(default=3, ge=0)  # transient errors only
+    max_variations: int = Field(default=4, ge=1, le=16)  # music variations per upload
+    max_batch_files: int = Field(default=20, ge=1)
     log_level: str = "INFO"

@@ -248,8 +248,7 @@ def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> No
     has_audio = _media_info(job)["audio"] is not None
     speech: list[tuple[float, float]] = []
     if has_audio:
-        voice16 = media.load_audio(job.path("voice.wav"), sample_rate=16_000)
-        speech = models.speech_detector().detect(voice16)
+        speech = models.speech_detector().detect_file(job.path("voice.wav"))
     report(0.3)
     result = mix_files(
         job.path("voice.wav") if has_audio else None,

@@ -1,0 +1,203 @@
+"""The remix: ducking, loudness, true peak, full-band voice, edge cases, block-wise == whole."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm as pyln
+import pytest
+from scipy import signal
+
+from moodbgm.files import read_wav, write_wav
+from moodbgm.loudness import LoudnessMeter, TruePeakLimiter, TruePeakMeter
+from moodbgm.mix import MixOptions, duck_curve, duck_gain, mix, mix_files
+from moodbgm.sample import old_music, speak
+
+SR = 48_000
+N = 10 * SR
+SPANS = [(1.5, 3.5), (6.0, 8.0)]  # speech; gaps 0-1.5, 3.5-6, 8-10
+
+
+def _band(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+    if lo and hi:
+        sos = signal.butter(8, [lo, hi], "bandpass", fs=SR, output="sos")
+    elif lo:
+        sos = signal.butter(8, lo, "highpass", fs=SR, output="sos")
+    else:
+        sos = signal.butter(8, hi, "lowpass", fs=SR, output="sos")
+    return signal.sosfiltfilt(sos, x, axis=0)
+
+
+def _db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64))))
+
+
+@pytest.fixture(scope="module")
+def voice() -> np.ndarray:
+    """Synthetic 'speech': 1-12 kHz noise, syllable-modulated, only inside SPANS (mono)."""
+    rng = np.random.default_rng(0)
+    x = _band(rng.standard_normal(N), 1000.0, 12000.0)
+    t = np.arange(N) / SR
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    mask = np.zeros(N)
+    for s, e in SPANS:
+        mask[int(s * SR) : int(e * SR)] = 1.0
+    return (0.1 * x * env * mask).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    """Stereo 'music' with nothing above 1 kHz: 110 and 165 Hz tones."""
+    t = np.arange(N) / SR
+    left = 0.2 * np.sin(2 * np.pi * 110 * t) + 0.1 * np.sin(2 * np.pi * 165 * t)
+    right = 0.2 * np.sin(2 * np.pi * 110 * t + 0.5) + 0.12 * np.sin(2 * np.pi * 165 * t)
+    return np.stack([left, right], axis=1).astype(np.float32)
+
+
+def _inside(spans: list[tuple[float, float]]) -> list[slice]:
+    return [slice(int((s + 0.3) * SR), int((e - 0.1) * SR)) for s, e in spans]
+
+
+GAPS = [slice(int(0.2 * SR), int(1.2 * SR)), slice(int(5.0 * SR), int(5.9 * SR)), slice(int(9.2 * SR), N)]
+
+
+def test_music_is_ducked_under_speech(voice: np.ndarray, music: np.ndarray) -> None:
+    res = mix(voice, music, SPANS)
+    low = _band(res.audio.astype(np.float64), None, 300.0)  # the music only
+    under = max(_db(low[s]) for s in _inside(SPANS))
+    gaps = min(_db(low[s]) for s in GAPS)
+    assert gaps - under >= 8.0, f"music only {gaps - under:.1f} dB lower under speech"
+    assert res.report.duck_depth_db >= 8.0
+
+
+def test_loudness_and_true_peak_with_real_speech_and_music() -> None:
+    a = speak("Good morning, and welcome to the update. The meeting runs from nine to ten.", "en-us", 170, 45)
+    n = len(a) + 3 * SR
+    v = np.zeros(n, dtype=np.float32)
+    v[SR : SR + len(a)] = a
+    m = old_music(n / SR, seed=0)
+    res = mix(v, np.stack([m, m], axis=1), [(1.0, 1.0 + len(a) / SR)])
+    out = res.audio.astype(np.float64)
+    lufs = pyln.Meter(SR).integrated_loudness(out)
+    assert abs(lufs - (-16.0)) <= 0.5
+    assert res.report.integrated_lufs == pytest.approx(lufs, abs=0.05)
+    tp = 20 * np.log10(np.abs(signal.resample_poly(out, 4, 1, axis=0)).max())  # independent 4x estimate
+    assert tp <= -1.0 + 0.02
+    assert res.report.true_peak_db <= -1.0
+
+
+def test_voice_stays_full_band(voice: np.ndarray, music: np.ndarray) -> None:
+    res = mix(voice, music, SPANS)
+    hf_in = _db(_band(voice.astype(np.float64), 6000.0, None))
+    hf_out = _db(_band(res.audio[:, 0].astype(np.float64), 6000.0, None))  # music has nothing up there
+    assert hf_out - hf_in == pytest.approx(res.report.gain_db, abs=0.5)
+    assert res.report.limiter_db < 0.5
+
+
+def test_music_bed_level_is_set_relative_to_the_voice(voice: np.ndarray, music: np.ndarray) -> None:
+    opts = MixOptions(music_level_db=-9.0, duck_db=0.0)
+    res = mix(voice, music, SPANS, opts)
+    assert res.report.limiter_db < 0.01  # so the components below are exact
+    g = 10 ** (res.report.gain_db / 20)
+    voice_part = g * np.repeat(voice[:, None].astype(np.float64), 2, axis=1)
+    music_part = res.audio.astype(np.float64) - voice_part
+    meter = pyln.Meter(SR)
+    level = meter.integrated_loudness(music_part) - meter.integrated_loudness(voice_part)
+    assert level == pytest.approx(-9.0, abs=0.2)
+    assert res.report.music_lufs - res.report.voice_lufs == pytest.approx(-9.0, abs=0.01)
+
+
+def test_no_speech_means_music_at_bed_level(voice: np.ndarray, music: np.ndarray) -> None:
+    res = mix(voice, music, [])
+    low = _band(res.audio.astype(np.float64), None, 300.0)
+    levels = [_db(low[s]) for s in [*_inside(SPANS), *GAPS]]
+    assert max(levels) - min(levels) < 0.5
+    assert res.report.duck_depth_db == 0.0
+
+
+def test_no_voice_stream_is_music_only(music: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="moodbgm.mix"):
+        res = mix(None, music, SPANS)  # spans without a voice are ignored, loudly
+    assert "without a voice" in caplog.text
+    k = float(np.dot(res.audio[:, 0], music[:, 0]) / np.dot(music[:, 0], music[:, 0]))
+    np.testing.assert_allclose(res.audio, k * music, atol=1e-5)
+    assert pyln.Meter(SR).integrated_loudness(res.audio.astype(np.float64)) == pytest.approx(-16.0, abs=0.1)
+    assert res.report.voice_lufs == -np.inf and res.report.duck_depth_db == 0.0
+
+
+@pytest.mark.parametrize("voice_len", [N - 1000, N + 7000])
+def test_output_is_exactly_as_long_as_the_music(voice: np.ndarray, music: np.ndarray, voice_len: int) -> None:
+    v = np.zeros(voice_len, dtype=np.float32)
+    v[: min(N, voice_len)] = voice[:voice_len]
+    assert mix(v, music, SPANS).audio.shape == (N, 2)
+    assert mix(None, music[:12345], []).audio.shape == (12345, 2)
+
+
+def test_blockwise_files_equal_whole_array(voice: np.ndarray, music: np.ndarray, tmp_path: Path) -> None:
+    whole = mix(voice, music, SPANS)
+    vw = write_wav(tmp_path / "voice.wav", voice, SR)
+    mw = write_wav(tmp_path / "bgm.wav", music, SR)
+    report = mix_files(vw, mw, tmp_path / "mix.wav", SPANS, block_seconds=0.37)
+    out, sr = read_wav(tmp_path / "mix.wav")
+    assert sr == SR and out.shape == (N, 2)
+    np.testing.assert_allclose(out, whole.audio, atol=1e-5)
+    assert report.integrated_lufs == pytest.approx(whole.report.integrated_lufs, abs=1e-3)
+    assert report.to_dict()["duck_depth_db"] == pytest.approx(whole.report.duck_depth_db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bgm.wav", "mix.wav", "voice.wav"]
+    # no voice file at all
+    r2 = mix_files(None, mw, tmp_path / "music_only.wav", [])
+    assert r2.to_dict()["voice_lufs"] is None
+
+
+def test_duck_curve_shape() -> None:
+    opts = MixOptions(duck_db=12.0, attack_ms=50.0, release_ms=400.0, lookahead_ms=120.0)
+    curve = duck_curve([(2.0, 4.0)], 8 * SR, SR, opts)
+    at = lambda t: float(curve[round(t * 100)])  # noqa: E731
+    assert at(1.0) == 0.0  # before the look-ahead
+    assert at(2.0) < -0.8 * 12.0  # already down when speech starts
+    assert at(3.0) == pytest.approx(-12.0, abs=0.01)
+    assert -12.0 < at(4.2) < -0.5  # releasing
+    assert at(7.0) > -0.01  # back up
+    g = duck_gain(curve, 0, 8 * SR, SR)
+    blocks = np.concatenate([duck_gain(curve, s, 9999, SR) for s in range(0, 8 * SR, 9999)])[: 8 * SR]
+    np.testing.assert_array_equal(g, blocks)
+    assert g.max() <= 1.0 and g.min() == pytest.approx(10 ** (-12 / 20), rel=1e-3)
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="duck_db"):
+        MixOptions(duck_db=-3)
+    with pytest.raises(ValueError, match="attack_ms"):
+        MixOptions(attack_ms=0)
+    with pytest.raises(ValueError, match="true_peak_db"):
+        MixOptions(true_peak_db=2.0)
+    with pytest.raises(ValueError, match="target_lufs"):
+        MixOptions(target_lufs=0.0)
+
+
+def test_streaming_loudness_meter_matches_pyloudnorm() -> None:
+    rng = np.random.default_rng(5)
+    x = _band(rng.standard_normal((7 * SR + 123, 2)), 50.0, 9000.0) * np.array([0.1, 0.05])
+    x[2 * SR : 3 * SR] *= 0.001  # a quiet stretch the gates must drop
+    meter = LoudnessMeter(SR, 2)
+    for i in range(0, len(x), 7001):
+        meter.push(x[i : i + 7001])
+    assert meter.lufs() == pytest.approx(pyln.Meter(SR).integrated_loudness(x), abs=0.02)
+
+
+def test_limiter_is_transparent_below_and_holds_the_ceiling_above() -> None:
+    t = np.arange(3 * SR) / SR
+    x = (0.3 * np.sin(2 * np.pi * 997 * t) + 0.2 * np.sin(2 * np.pi * 4100 * t))[:, None] * np.ones(2)
+    x[SR : SR + 4800] *= 4.0  # a loud burst
+    lim = TruePeakLimiter(SR, 2, ceiling_db=-1.0)
+    y = np.concatenate([*(lim.push(x[i : i + 5000]) for i in range(0, len(x), 5000)), lim.finish()])
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y[: SR // 2], x[: SR // 2], atol=1e-12)  # aligned, untouched
+    tp = 20 * np.log10(np.abs(signal.resample_poly(y, 8, 1, axis=0)).max())
+    assert tp <= -1.0 + 0.05
+    meter = TruePeakMeter(2)
+    meter.push(y)
+    assert meter.dbtp() <= -1.0 + 1e-3
+    assert lim.max_reduction_db > 6.0
