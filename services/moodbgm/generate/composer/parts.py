@@ -1,0 +1,254 @@
+"""Pitched parts of one section: bass, pad, arpeggio and a sparse melody (pure, seeded).
+
+Every function takes a ``SectionContext`` (the section's plan, its chords bar by bar, its phrases)
+and the section's ``numpy`` Generator, and returns notes in beats from the section start. Variation
+comes per phrase (4-8 bars): a new progression, revoicing, another arpeggio shape or bass pattern,
+and a melodic motif that is transposed, inverted or rested, so long sections do not loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from moodbgm.generate.composer.events import Note, SectionPlan
+from moodbgm.generate.composer.harmony import Chord, nearest_pitch, pitches_of, scale_pitches, voice_chord
+from moodbgm.generate.composer.mapping import MoodProfile
+
+
+@dataclass(frozen=True)
+class Phrase:
+    first_bar: int
+    n_bars: int
+    progression: tuple[str, ...]
+    layers: frozenset[str]  # parts that play in this phrase
+    arp_shape: str
+    bass_pattern: str
+    drum_variant: int
+
+
+@dataclass(frozen=True)
+class SectionContext:
+    plan: SectionPlan
+    profile: MoodProfile
+    chords: tuple[Chord, ...]  # one per bar
+    phrases: tuple[Phrase, ...]
+    has_next: bool  # a section follows: end with a fill
+
+    def phrase_of(self, bar: int) -> Phrase:
+        for ph in self.phrases:
+            if ph.first_bar <= bar < ph.first_bar + ph.n_bars:
+                return ph
+        return self.phrases[-1]
+
+    def bar_pcs(self, bar: int) -> tuple[int, ...]:
+        return self.chords[bar].pitch_classes(self.plan.tonic)
+
+    def vel(self, scale: float, rng: np.random.Generator, jitter: int = 6) -> int:
+        v = self.profile.velocity * scale + rng.integers(-jitter, jitter + 1)
+        return int(np.clip(round(v), 8, 124))
+
+
+def _clip_register(pitch: int, low: int, high: int) -> int:
+    while pitch < low:
+        pitch += 12
+    while pitch > high:
+        pitch -= 12
+    return pitch
+
+
+def bass(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
+    p, plan = ctx.profile, ctx.plan
+    centre = 36 + min(0, p.register) // 2
+    notes: list[Note] = []
+    for bar, (b0, blen) in enumerate(zip(plan.bar_starts, plan.bars, strict=True)):
+        ph = ctx.phrase_of(bar)
+        if "bass" not in ph.layers:
+            continue
+        root = _clip_register(nearest_pitch(ctx.bar_pcs(bar)[0], centre), 26, 50)
+        fifth = root + 7 if root + 7 <= 50 else root - 5
+        octave = root + 12 if root + 12 <= 55 else root
+        pattern = ph.bass_pattern
+        steps: list[tuple[float, float, int, float]]  # (pos, len, pitch, accent)
+        if pattern == "whole":
+            steps = [(0.0, float(blen), root, 1.0)]
+        elif pattern == "half":
+            half = blen / 2
+            steps = [(0.0, half, root, 1.0), (half, half, fifth if rng.random() < 0.5 else root, 0.85)]
+        elif pattern in ("pulse8", "octaves"):
+            steps = [
+                (i * 0.5, 0.5, octave if pattern == "octaves" and i % 2 else root, 1.0 if i % 2 == 0 else 0.8)
+                for i in range(blen * 2)
+            ]
+        elif pattern == "gallop":
+            steps = []
+            for beat in range(blen):
+                steps += [
+                    (beat, 0.5, root, 1.0),
+                    (beat + 0.5, 0.25, root, 0.75),
+                    (beat + 0.75, 0.25, root, 0.8),
+                ]
+        elif pattern == "syncopated":
+            hits = [x for x in (0.0, 1.5, 2.5, 3.0, 3.5, 4.5) if x < blen]
+            steps = [(x, 0.5 if i else 1.0, (root, octave, fifth)[i % 3], 1.0) for i, x in enumerate(hits)]
+        elif pattern == "ostinato":  # fear: root and its chromatic upper neighbour, quiet 8ths
+            steps = [(i * 0.5, 0.5, root + (1 if i % 4 == 3 else 0), 0.8) for i in range(blen * 2)]
+        elif pattern == "uneven":  # 3+3+2+2 eighths
+            grid = [0.0, 1.5, 3.0, 4.0, 5.0]
+            steps = [
+                (x, min(1.5, blen - x), (root, root, root + 1, root)[i % 4], 1.0)
+                for i, x in enumerate(grid)
+                if x < blen
+            ]
+        else:
+            raise ValueError(f"unknown bass pattern {pattern!r}")
+        # walk towards the next chord on the bar's last beat
+        if (
+            bar + 1 < len(plan.bars)
+            and ctx.chords[bar + 1] != ctx.chords[bar]
+            and rng.random() < 0.4
+            and blen >= 2
+        ):
+            nxt = _clip_register(nearest_pitch(ctx.bar_pcs(bar + 1)[0], root), 26, 50)
+            approach = nxt + (1 if rng.random() < 0.5 else -1) if nxt != root else fifth
+            steps = [s for s in steps if s[0] < blen - 1] + [(blen - 1.0, 1.0, approach, 0.85)]
+        for pos, length, pitch, accent in steps:
+            dur = max(0.1, min(length, blen - pos) * (0.92 if p.legato > 0.9 else max(p.legato, 0.45)))
+            notes.append(Note(b0 + pos, dur, pitch, ctx.vel(accent, rng)))
+    return notes
+
+
+def pad(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
+    p, plan = ctx.profile, ctx.plan
+    high = 67 if p.register > 0 else 64
+    low = 50 if p.register > 0 else 45
+    notes: list[Note] = []
+    voicing: tuple[int, ...] | None = None
+    bar = 0
+    while bar < len(plan.bars):
+        ph = ctx.phrase_of(bar)
+        run = 1  # bars with the same chord inside one phrase are held as one
+        while (
+            bar + run < min(len(plan.bars), ph.first_bar + ph.n_bars)
+            and ctx.chords[bar + run] == ctx.chords[bar]
+            and p.pad_style != "stabs"
+        ):
+            run += 1
+        start = plan.bar_starts[bar]
+        length = sum(plan.bars[bar : bar + run])
+        if "pad" in ph.layers:
+            voicing = voice_chord(
+                ctx.bar_pcs(bar), low, high, voicing, rng, voices=4 if p.register >= -5 else 3
+            )
+            if p.pad_style == "stabs":
+                hits = [x for x in (0.0, 1.5, 2.5, 3.0) if x < length] if rng.random() < 0.6 else [0.0, 2.0]
+                for x in hits:
+                    if x < length:
+                        notes += [Note(start + x, 0.4, n, ctx.vel(0.7, rng)) for n in voicing]
+            else:
+                for n in voicing:
+                    notes.append(Note(start, max(0.25, length - 0.05), n, ctx.vel(0.62, rng, 4)))
+        bar += run
+    return notes
+
+
+def _arp_cell(shape: str, tones: list[int], rng: np.random.Generator) -> list[int]:
+    if shape in ("up", "riff"):
+        return tones
+    if shape == "down":
+        return tones[::-1]
+    if shape == "updown":
+        return tones + tones[-2:0:-1]
+    if shape == "broken":
+        return [tones[i] for i in (0, 2, 1, 3, 2, 4) if i < len(tones)]
+    if shape == "pedal":
+        return [x for t in tones[1:] for x in (tones[0], t)]
+    if shape == "leaps":
+        return [t + 12 * int(rng.integers(-1, 2)) for t in tones]
+    if shape in ("ostinato", "chromatic", "uneven"):
+        r = tones[0]
+        return [r, r + 1, r, r + 3] if shape == "ostinato" else [r, tones[1], r + 1, tones[-1]]
+    raise ValueError(f"unknown arpeggio shape {shape!r}")
+
+
+def arpeggio(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
+    p, plan = ctx.profile, ctx.plan
+    centre = 58 + p.register
+    low, high = centre - 8, centre + 8
+    notes: list[Note] = []
+    for bar, (b0, blen) in enumerate(zip(plan.bar_starts, plan.bars, strict=True)):
+        ph = ctx.phrase_of(bar)
+        if "arp" not in ph.layers:
+            continue
+        tones = pitches_of(ctx.bar_pcs(bar), low, high)[:5] or [nearest_pitch(ctx.bar_pcs(bar)[0], centre)]
+        cell = _arp_cell(ph.arp_shape, tones, rng)
+        if ph.arp_shape == "uneven":
+            grid, x = [], 0.0
+            while x < blen:
+                grid.append(x)
+                x += (0.75, 0.75, 0.5)[len(grid) % 3]
+        else:
+            step = 1.0 / p.arp_rate
+            grid = [i * step for i in range(round(blen * p.arp_rate))]
+        for i, x in enumerate(grid):
+            accent = 0.72 if abs(x - round(x)) < 1e-9 else 0.58
+            if ph.arp_shape == "riff" and rng.random() < 0.15:
+                continue  # palm-muted riff with gaps
+            dur = (grid[i + 1] - x if i + 1 < len(grid) else blen - x) * max(p.legato, 0.4)
+            notes.append(Note(b0 + x, max(0.08, dur), cell[i % len(cell)], ctx.vel(accent, rng)))
+    if ctx.has_next and p.drums == "none":
+        notes = _run_fill(ctx, notes, low, high, rng)
+    return notes
+
+
+def _run_fill(
+    ctx: SectionContext, notes: list[Note], low: int, high: int, rng: np.random.Generator
+) -> list[Note]:
+    """Drumless sections lead into the next one with a soft scale run over the last beat."""
+    plan = ctx.plan
+    end = float(plan.beats)
+    start = end - 1.0
+    scale = scale_pitches(plan.tonic, ctx.profile.mode, low, high + 7)
+    run = scale[-8:] if len(scale) >= 8 else scale
+    if rng.random() < 0.5:
+        run = run[::-1]
+    kept = [n for n in notes if n.start < start]
+    step = 1.0 / len(run)
+    kept += [
+        Note(start + i * step, step * 0.9, n, ctx.vel(0.45 + 0.04 * i, rng, 3)) for i, n in enumerate(run)
+    ]
+    return kept
+
+
+def melody(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
+    """A sparse motif (about ``melody_per_bar`` notes a bar) on every other phrase, soft."""
+    p, plan = ctx.profile, ctx.plan
+    if p.melody_per_bar <= 0:
+        return []
+    low, high = (72, 86) if p.register > 0 else (52, 67)
+    scale = scale_pitches(plan.tonic, p.mode, low, high)
+    n_notes = int(np.clip(round(2 * p.melody_per_bar), 1, 5))
+    bpb = plan.beats_per_bar
+    slots = sorted(rng.choice(np.arange(0, 2 * bpb, 1.0), size=n_notes, replace=False).tolist())
+    degrees = [0]
+    for _ in range(n_notes - 1):
+        degrees.append(degrees[-1] + int(rng.integers(-p.melody_leap, p.melody_leap + 1)))
+    notes: list[Note] = []
+    for k, ph in enumerate(ctx.phrases):
+        if "melody" not in ph.layers or ph.n_bars < 2:
+            continue
+        variant = (k // 2) % 3
+        steps = [-d for d in degrees] if variant == 1 else degrees
+        anchor = nearest_pitch(ctx.bar_pcs(ph.first_bar)[0], (low + high) // 2)
+        base_idx = int(np.argmin([abs(s - anchor) for s in scale]))
+        b0 = plan.bar_starts[ph.first_bar]
+        span = sum(plan.bars[ph.first_bar : ph.first_bar + min(2, ph.n_bars)])
+        for i, (slot, deg) in enumerate(zip(slots, steps, strict=True)):
+            if slot >= span or (variant == 2 and i == len(slots) - 1 and n_notes > 1):
+                continue
+            nxt = slots[i + 1] if i + 1 < len(slots) else span
+            pitch = scale[int(np.clip(base_idx + deg, 0, len(scale) - 1))]
+            dur = max(0.5, (min(nxt, span) - slot) * 0.9)
+            notes.append(Note(b0 + slot, dur, pitch, min(64, ctx.vel(0.7, rng, 4))))
+    return notes
