@@ -78,9 +78,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     media.require_video(media.probe(args.video))  # reject bad input before making a job directory
     job = create_job(args.outdir, args.video, options)
     _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     bar = _Bar(not args.quiet)
     try:
-        run_job(job, Models(settings), progress=bar.stage)
+        with logging_redirect_tqdm():
+            run_job(job, Models(settings), progress=bar.stage)
     finally:
         bar.close()
     print(job.path("output.mp4"))
