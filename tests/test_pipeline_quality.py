@@ -1,0 +1,178 @@
+"""The whole `moodbgm run` on a generated sample, judged like a listener would (issue 5).
+
+Real ffmpeg, real Whisper base, real DeepFilterNet3, Silero VAD, MiniLM + head, FluidSynth.
+The pipeline runs once per module on a ~25 s cut of the demo sample.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+
+from moodbgm import media
+from moodbgm.files import read_json, read_wav
+from moodbgm.models import Models
+from moodbgm.sample import SampleInfo, make_sample
+from moodbgm.types import EMOTIONS
+
+pytestmark = pytest.mark.slow
+SR = 48_000
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "moodbgm.cli", "-q", *args], capture_output=True, text=True, env=full_env
+    )
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleInfo:
+    return make_sample(tmp_path_factory.mktemp("sample") / "clip.mp4", scale=0.4, seed=1)
+
+
+@pytest.fixture(scope="module")
+def job(sample: SampleInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("job") / "job"
+    r = run_cli("run", str(sample.video), "-o", str(out), "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out / "output.mp4")
+    return out
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z' ]+", " ", text.lower()).strip()
+
+
+def _wer(truth: str, audio16: np.ndarray, models: Models) -> float:
+    hyp = models.transcriber().transcribe(audio16).text
+    return float(jiwer.wer(_norm(truth), _norm(hyp)))
+
+
+def test_job_directory_is_complete(job: Path) -> None:
+    for name in (
+        "media.json", "audio.wav", "voice.wav", "transcript.json", "emotions.json", "timeline.json",
+        "bgm.mid", "bgm.wav", "mix.wav", "output.mp4", "timeline.png", "job.json",
+    ):  # fmt: skip
+        assert (job / name).exists(), name
+    record = read_json(job / "job.json")
+    assert record["status"] == "done" and record["progress"] == 1.0
+    assert set(record["stages"]) == {
+        "media", "separate", "stt", "emotion", "timeline", "generate", "mix", "mux", "report",
+    }  # fmt: skip
+    assert all(s["seconds"] >= 0 for s in record["stages"].values())
+    assert record["versions"]["moodbgm"]
+    assert not list(job.glob("*.part*")) and not list(job.glob(".*"))
+    emotions = read_json(job / "emotions.json")["phrases"]
+    assert emotions and all(set(p["scores"]) == set(EMOTIONS) for p in emotions)
+
+
+def test_output_keeps_video_and_duration(sample: SampleInfo, job: Path) -> None:
+    src, out = media.probe(sample.video), media.probe(job / "output.mp4")
+    assert src.video is not None and out.video is not None and out.audio is not None
+    assert abs(out.duration - src.duration) <= 1 / src.video.fps
+    assert media.video_packet_hash(job / "output.mp4") == media.video_packet_hash(sample.video)
+    bgm, sr = read_wav(job / "bgm.wav")
+    assert sr == SR and bgm.shape == (round(src.duration * SR), 2)
+
+
+def test_speech_stays_intelligible(sample: SampleInfo, job: Path) -> None:
+    models = Models()
+    wer_in = _wer(sample.text, media.load_audio(sample.video), models)
+    wer_out = _wer(sample.text, media.load_audio(job / "output.mp4"), models)
+    assert wer_out <= wer_in + 0.05, (wer_in, wer_out)
+
+
+def _gaps(sample: SampleInfo, margin: float = 0.15) -> list[tuple[int, int]]:
+    spans = [(0.0, sample.lines[0].start), *sample.pauses, (sample.lines[-1].end, sample.duration)]
+    return [(int((a + margin) * SR), int((b - margin) * SR)) for a, b in spans if b - a > 2 * margin + 0.2]
+
+
+def _speech(sample: SampleInfo, margin: float = 0.15) -> list[tuple[int, int]]:
+    return [(int((ln.start + margin) * SR), int((ln.end - margin) * SR)) for ln in sample.lines]
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    return float(abs(np.dot(x, y)) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-12))
+
+
+def test_old_music_is_gone(sample: SampleInfo, job: Path) -> None:
+    old, _ = read_wav(sample.music_wav)
+    old = old if old.ndim == 1 else old.mean(axis=1)
+    original = media.load_audio(sample.video, sample_rate=SR)
+    result = media.load_audio(job / "output.mp4", sample_rate=SR)
+    new, _ = read_wav(job / "bgm.wav")
+    new = new.mean(axis=1)
+
+    def old_level(x: np.ndarray, a: int, b: int) -> float:
+        # amount of the old bed in x, fitted jointly with the new music (the two may correlate by chance)
+        basis = np.stack([old[a:b], new[a:b]], axis=1)
+        coef, *_ = np.linalg.lstsq(basis, x[a:b], rcond=None)
+        return float(abs(coef[0]))
+
+    for a, b in _gaps(sample):
+        assert _corr(original[a:b], old[a:b]) > 0.5  # the check can see the old bed...
+        assert old_level(result, a, b) < 0.1 * old_level(original, a, b)  # ...it is 20 dB down or gone
+        assert _corr(result[a:b], new[a:b]) > 0.8  # and what plays instead is the new music
+
+
+def test_music_ducks_under_speech(sample: SampleInfo, job: Path) -> None:
+    mix, _ = read_wav(job / "mix.wav")
+    bgm, _ = read_wav(job / "bgm.wav")
+
+    def gain(a: int, b: int) -> float:  # least-squares level of the music inside the mix
+        m, x = bgm[a:b].ravel(), mix[a:b].ravel()
+        return float(np.dot(m, x) / (np.dot(m, m) + 1e-12))
+
+    # the bed level is what the music returns to once the ducker has released (short pauses between
+    # sentences are shorter than the release, so take the best-recovered gap)
+    bed = max(gain(a, b) for a, b in _gaps(sample))
+    speech = np.median([gain(a, b) for a, b in _speech(sample, margin=0.3)])
+    assert speech > 0 and 20 * np.log10(bed / speech) >= 8.0
+
+
+def test_rerun_redoes_nothing(sample: SampleInfo, job: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in job.iterdir()}
+    r = run_cli("run", str(sample.video), "-o", str(job), "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in job.iterdir()}
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert changed <= {"job.json"}, changed
+
+
+def test_replan_with_forced_emotion(job: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "job"
+    shutil.copytree(job, copy)
+    r = run_cli("timeline", str(copy), "--emotion", "sadness")
+    assert r.returncode == 0, r.stderr
+    timeline = json.loads((copy / "timeline.json").read_text())
+    assert [s["emotion"] for s in timeline["sections"]] == ["sadness"]
+
+
+def test_failed_run_leaves_no_final_outputs_and_resumes(sample: SampleInfo, tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    r = run_cli(
+        "run", str(sample.video), "-o", str(out), env={"MOODBGM_SOUNDFONT": str(tmp_path / "none.sf2")}
+    )
+    assert r.returncode == 2 and "soundfont" in r.stderr.lower()
+    for name in ("bgm.wav", "bgm.mid", "mix.wav", "output.mp4"):
+        assert not (out / name).exists()
+    assert not list(out.glob("*.part*"))
+    record = read_json(out / "job.json")
+    assert record["status"] == "failed" and record["error"]["kind"] == "input"
+    transcript_mtime = (out / "transcript.json").stat().st_mtime_ns
+    r = run_cli("run", str(sample.video), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "output.mp4").exists()
+    assert (out / "transcript.json").stat().st_mtime_ns == transcript_mtime  # finished work is kept
