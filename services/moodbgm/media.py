@@ -310,3 +310,14 @@ def video_packet_hash(path: str | os.PathLike[str]) -> str:
     info = require_video(probe(path))
     graph = ffmpeg.input(info.path).output("-", map="0:v:0", c="copy", f="hash", hash="md5")
     return _run(graph, info.path, "hash the video stream", capture_stdout=True).decode().strip()
+
+
+def loop_video(src: str | os.PathLike[str], out_path: str | os.PathLike[str], times: int) -> Path:
+    """``src`` played ``times`` times in a row, streams copied (long inputs for benchmarks)."""
+    if times < 1:
+        raise ValueError(f"times must be >= 1, got {times}")
+    info = probe(src)
+    with atomic_path(out_path) as tmp:
+        graph = ffmpeg.input(info.path, stream_loop=times - 1).output(str(tmp), c="copy", f="mp4")
+        _run(graph.overwrite_output(), info.path, "loop the video")
+    return Path(out_path)

@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             _child(args.child, args.sample.resolve(), Path(tmp), args.output)
         return 0
     results: dict[str, Any] = {
-        "machine": {"cpu_count": _cpus(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpu_count": _cpus(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "sample": str(args.sample),
         "areas": {},
     }
