@@ -36,7 +36,7 @@ class Models:
         from moodbgm.stt import build_transcriber
 
         s = self.settings
-        return self._get(  # type: ignore[no-any-return]
+        return self._get(
             "stt",
             lambda: build_transcriber(
                 s.stt_backend, s.stt_model, device=s.device, language=s.stt_language, threads=s.stt_threads
@@ -49,22 +49,20 @@ class Models:
         s = self.settings
         model = s.emotion_model if s.emotion_backend == "transformers" else None
         device = "cpu" if s.device == "auto" else s.device
-        return self._get(  # type: ignore[no-any-return]
-            "emotion", lambda: build_classifier(s.emotion_backend, model, device=device)
-        )
+        return self._get("emotion", lambda: build_classifier(s.emotion_backend, model, device=device))
 
     def separator(self) -> VoiceSeparator:
         from moodbgm.separate import build_separator
 
-        return self._get("separate", lambda: build_separator(self.settings.separator))  # type: ignore[no-any-return]
+        return self._get("separate", lambda: build_separator(self.settings.separator))
 
     def speech_detector(self) -> SpeechDetector:
         from moodbgm.vad import SpeechDetector
 
-        return self._get("vad", SpeechDetector)  # type: ignore[no-any-return]
+        return self._get("vad", SpeechDetector)
 
     def generator(self, name: str) -> MusicGenerator:
-        return self._get(f"generate:{name}", lambda: self._build_generator(name))  # type: ignore[no-any-return]
+        return self._get(f"generate:{name}", lambda: self._build_generator(name))
 
     def _build_generator(self, name: str) -> MusicGenerator:
         from moodbgm.generate.composer import ComposerGenerator

@@ -56,7 +56,7 @@ TIMELINE_OVERRIDE = "timeline.override.json"
 def stage_options(stage: str, options: JobOptions, models: Models) -> dict[str, Any]:
     """The options a stage's result depends on (part of its key)."""
     o = options
-    return {
+    table: dict[str, dict[str, Any]] = {
         "media": {},
         "separate": {"separator": models.settings.separator},
         "stt": {"backend": models.settings.stt_backend, "model": models.settings.stt_model},
@@ -66,7 +66,8 @@ def stage_options(stage: str, options: JobOptions, models: Models) -> dict[str, 
         "mix": {"duck_db": o.duck_db, "target_lufs": o.target_lufs},
         "mux": {},
         "report": {},
-    }[stage]
+    }
+    return table[stage]
 
 
 def stage_key(job: JobDir, stage: Stage, options: JobOptions, models: Models, record: dict[str, Any]) -> str:
