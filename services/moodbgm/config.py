@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     lora_path: Path | None = None
     lora_scale: float = 1.0
     riffusion_steps: int = 50
+    riffusion_scheduler: Literal["dpmsolver++", "ddim", "pndm", "euler", "lms"] = "dpmsolver++"
+    riffusion_batch_size: int = Field(8, ge=1)
+    riffusion_dtype: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
+    riffusion_compile: bool = False
+    riffusion_strength: float = Field(0.65, gt=0.0, le=1.0)  # img2img denoising of the composer's seed
 
     # --- remix
     separator: Literal["deepfilternet", "none"] = "deepfilternet"

@@ -72,14 +72,19 @@ class Models:
         if name == "composer":
             return composer
         if name == "riffusion":
-            from moodbgm.generate.riffusion import RiffusionGenerator
+            from moodbgm.generate.riffusion.generator import RiffusionGenerator
 
             return RiffusionGenerator(
                 model=s.riffusion_model,
                 lora_path=s.lora_path,
                 lora_scale=s.lora_scale,
                 device=s.device,
+                dtype=s.riffusion_dtype,
                 steps=s.riffusion_steps,
+                batch_size=s.riffusion_batch_size,
+                compile=s.riffusion_compile,
+                scheduler=s.riffusion_scheduler,
+                strength=s.riffusion_strength,
                 composer=composer,
             )
         raise ValueError(f"unknown generator {name!r}")

@@ -1,0 +1,1 @@
+"""Riffusion backend: spectrogram img2img with interpolation (diffusers + peft)."""

@@ -1,0 +1,354 @@
+"""``RiffusionGenerator``: the timeline's music from Riffusion (+ LoRA), seeded by the composer.
+
+The composer renders the whole timeline once; each clip's window of that music becomes its img2img
+seed spectrogram, so tempo and harmony come from the composer and timbre from Riffusion. Clips are
+planned by ``plan_clips``, generated in batches, decoded to audio with the spectrogram codec
+(Griffin-Lim on the same device), equal-power crossfaded, resampled 44.1 -> 48 kHz and cut to the
+exact duration (stereo: Riffusion is mono).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+from moodbgm.errors import ModelNotFoundError
+from moodbgm.generate.base import GenerateOptions, MusicGenerator, Progress
+from moodbgm.generate.prompts import caption
+from moodbgm.generate.riffusion.pipeline import ClipRequest, RiffusionPipeline
+from moodbgm.generate.riffusion.planning import ClipPlan, plan_clips
+from moodbgm.generate.spectrogram import (
+    RIFFUSION_PARAMS,
+    SpectrogramCodec,
+    SpectrogramParams,
+    image_from_mel,
+    mel_from_image,
+)
+from moodbgm.types import SAMPLE_RATE, MusicBed, Timeline
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("dpmsolver++", "ddim", "pndm", "euler", "lms")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+_PEAK = 0.89  # -1 dBFS
+_SEED_SHARE = 0.1  # of the progress bar: the composer's seed music
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        logger.warning("Riffusion: no CUDA GPU, running on the CPU; expect minutes per clip at 50 steps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected auto, {', '.join(_DTYPES)}")
+    if device.type == "cpu" and dtype != "fp32":
+        raise ValueError(f"dtype {dtype} is not supported on the CPU; use fp32 (or auto)")
+    return _DTYPES[dtype]
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    from diffusers import (
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        LMSDiscreteScheduler,
+        PNDMScheduler,
+    )
+
+    classes = {
+        "dpmsolver++": DPMSolverMultistepScheduler,
+        "ddim": DDIMScheduler,
+        "pndm": PNDMScheduler,
+        "euler": EulerDiscreteScheduler,
+        "lms": LMSDiscreteScheduler,
+    }
+    if name not in classes:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
+    return classes[name].from_config(config)
+
+
+def load_pipeline(model: str, dtype: torch.dtype) -> RiffusionPipeline:
+    """Riffusion (any SD-1.x diffusers checkpoint) from a local folder or the HF cache; never downloads."""
+    path = Path(model).expanduser()
+    how = (
+        f"On a machine with internet run `huggingface-cli download {model}` (it fills the Hugging Face "
+        "cache; copy ~/.cache/huggingface here) or download it to a folder and set "
+        "MOODBGM_RIFFUSION_MODEL=/path/to/folder."
+    )
+    looks_local = path.is_absolute() or model.startswith((".", "~")) or path.exists()
+    if looks_local and not (path / "model_index.json").is_file():
+        raise ModelNotFoundError(f"Riffusion model {model!r}: no diffusers model_index.json in {path}. {how}")
+    try:
+        return RiffusionPipeline.from_pretrained(
+            str(path) if looks_local else model,
+            dtype=dtype,
+            local_files_only=True,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"Riffusion model {model!r} is not available locally ({e}). {how}") from e
+
+
+class RiffusionGenerator:
+    """``MusicGenerator`` backed by Riffusion img2img interpolation (see the module doc)."""
+
+    name = "riffusion"
+
+    def __init__(
+        self,
+        model: str = "riffusion/riffusion-model-v1",
+        lora_path: Path | None = None,
+        lora_scale: float = 1.0,
+        device: str = "auto",
+        dtype: str = "auto",
+        steps: int = 50,
+        batch_size: int = 8,
+        compile: bool = False,
+        composer: MusicGenerator | None = None,
+        scheduler: str = "dpmsolver++",
+        strength: float = 0.65,
+        guidance: float = 7.0,
+        crossfade_s: float = 0.5,
+        params: SpectrogramParams = RIFFUSION_PARAMS,
+        clip_width: int = 512,
+    ) -> None:
+        dev = resolve_device(device)
+        pipe = load_pipeline(model, resolve_dtype(dtype, dev))
+        self._setup(pipe, dev, lora_path, lora_scale, steps, batch_size, compile, composer, scheduler,
+                    strength, guidance, crossfade_s, params, clip_width)  # fmt: skip
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: RiffusionPipeline,
+        lora_path: Path | None = None,
+        lora_scale: float = 1.0,
+        steps: int = 50,
+        batch_size: int = 8,
+        compile: bool = False,
+        composer: MusicGenerator | None = None,
+        scheduler: str = "dpmsolver++",
+        strength: float = 0.65,
+        guidance: float = 7.0,
+        crossfade_s: float = 0.5,
+        params: SpectrogramParams = RIFFUSION_PARAMS,
+        clip_width: int = 512,
+    ) -> RiffusionGenerator:
+        """Wrap a pipeline built elsewhere (tests, benchmarks); it stays on its device and dtype."""
+        self = cls.__new__(cls)
+        self._setup(pipe, pipe.device, lora_path, lora_scale, steps, batch_size, compile, composer, scheduler,
+                    strength, guidance, crossfade_s, params, clip_width)  # fmt: skip
+        return self
+
+    def _setup(
+        self,
+        pipe: RiffusionPipeline,
+        device: torch.device,
+        lora_path: Path | None,
+        lora_scale: float,
+        steps: int,
+        batch_size: int,
+        compile: bool,
+        composer: MusicGenerator | None,
+        scheduler: str,
+        strength: float,
+        guidance: float,
+        crossfade_s: float,
+        params: SpectrogramParams,
+        clip_width: int,
+    ) -> None:
+        if steps < 1 or batch_size < 1 or clip_width < 8:
+            raise ValueError("steps and batch_size must be >= 1, clip_width >= 8")
+        self.clip_width = clip_width
+        if not 0 < strength <= 1 or guidance < 0 or crossfade_s < 0:
+            raise ValueError("need 0 < strength <= 1, guidance >= 0, crossfade_s >= 0")
+        self.steps, self.batch_size = steps, batch_size
+        self.strength, self.guidance, self.crossfade_s = strength, guidance, crossfade_s
+        self.composer = composer
+        self.lora_path, self.lora_scale = lora_path, lora_scale
+        pipe = pipe.to(device)
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        if lora_path is not None:
+            self._load_lora(pipe, Path(lora_path), lora_scale)
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        pipe.unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
+        pipe.vae.set_attn_processor(AttnProcessor2_0())
+        if compile:
+            if device.type == "cuda":
+                pipe.unet.to(memory_format=torch.channels_last)
+            pipe.unet = torch.compile(pipe.unet)
+        self.pipe = pipe
+        self.device = torch.device(device)
+        self.codec = SpectrogramCodec(params, device=self.device)
+        vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+        self._width_multiple = vae_factor * unet_factor
+
+    @staticmethod
+    def _load_lora(pipe: RiffusionPipeline, path: Path, scale: float) -> None:
+        if not path.exists():
+            raise ModelNotFoundError(
+                f"LoRA weights not found: {path} (a folder with pytorch_lora_weights.safetensors)"
+            )
+        try:
+            pipe.load_lora_weights(str(path), adapter_name="moodbgm")
+        except (OSError, ValueError) as e:
+            raise ModelNotFoundError(f"cannot load LoRA weights from {path}: {e}") from e
+        pipe.set_adapters(["moodbgm"], adapter_weights=[scale])
+        logger.info("Riffusion: LoRA %s loaded (scale %.2f)", path, scale)
+
+    # ------------------------------------------------------------------ generation
+    @property
+    def clip_s(self) -> float:
+        """Slot length: ``clip_width`` image columns (Riffusion: 512, 5.12 s)."""
+        return self.codec.params.seconds_for(self.clip_width)
+
+    def render_width(self) -> int:
+        """Image columns of a rendered clip: a slot plus the crossfade, rounded up for the UNet."""
+        p = self.codec.params
+        need = math.ceil((self.clip_s + self.crossfade_s) * p.sample_rate / p.hop_length - 1e-9)
+        m = self._width_multiple
+        return int(math.ceil(need / m) * m)
+
+    def requests(self, plan: Sequence[ClipPlan], options: GenerateOptions) -> list[ClipRequest]:
+        return [
+            ClipRequest(
+                prompt_a=caption(c.emotion_a, options.style),
+                prompt_b=caption(c.emotion_b, options.style),
+                seed_a=c.seed_a,
+                seed_b=c.seed_b,
+                alpha=c.alpha,
+                seed_alpha=c.seed_alpha,
+                strength_a=self.strength,
+                strength_b=self.strength,
+                guidance_a=self.guidance,
+                guidance_b=self.guidance,
+            )
+            for c in plan
+        ]
+
+    def _composer(self) -> MusicGenerator:
+        if self.composer is None:
+            from moodbgm.generate.composer import ComposerGenerator
+
+            logger.info("Riffusion: seeding img2img with the default composer")
+            self.composer = ComposerGenerator()
+        return self.composer
+
+    def generate(
+        self,
+        timeline: Timeline,
+        duration: float,
+        options: GenerateOptions,
+        progress: Progress | None = None,
+    ) -> MusicBed:
+        report = progress or (lambda _f: None)
+        plan = plan_clips(timeline, duration, self.clip_s, self.crossfade_s, seed=options.seed)
+        seed_bed = self._composer().generate(timeline, duration, options, lambda f: report(f * _SEED_SHARE))
+        seeds, scales = self.seed_images(plan, self.codec_input(seed_bed))
+        requests = self.requests(plan, options)
+
+        p = self.codec.params
+        clips = np.zeros((len(plan), self.render_width() * p.hop_length), dtype=np.float32)
+        n_batches = math.ceil(len(plan) / self.batch_size)
+        for bi in tqdm(range(n_batches), desc="riffusion", unit="batch", disable=n_batches < 2):
+            sl = slice(bi * self.batch_size, (bi + 1) * self.batch_size)
+            latents = self.pipe.encode_images(seeds[sl])
+            images = self.pipe.interpolate(requests[sl], latents, num_inference_steps=self.steps)
+            batch_mels = np.stack(
+                [mel_from_image(img * 255.0, p, s) for img, s in zip(images, scales[sl], strict=True)]
+            )
+            clips[sl] = self.codec.audio_from_mel(batch_mels, seed=options.seed)
+            report(_SEED_SHARE + (1 - _SEED_SHARE) * (bi + 1) / n_batches)
+        bed = assemble(plan, clips, p.sample_rate, duration)
+        return MusicBed(to_bed(bed, p.sample_rate, duration))
+
+    def seed_images(
+        self, plan: Sequence[ClipPlan], seed_audio: np.ndarray
+    ) -> tuple[list[Image.Image], np.ndarray]:
+        """Each clip's render window of the seed music (mono, codec rate) as a spectrogram image.
+
+        Returns the images and the amplitude each was scaled by (its peak, floored at -60 dB of the
+        loudest clip), which rescales the generated clip so the bed keeps the seed's dynamics.
+        """
+        p = self.codec.params
+        n_render = self.render_width() * p.hop_length
+        mels = []
+        for c in plan:
+            i0 = round(c.render_start * p.sample_rate)
+            window = np.zeros(n_render, dtype=np.float32)
+            a, b = max(i0, 0), min(i0 + n_render, seed_audio.shape[0])
+            if b > a:
+                window[a - i0 : b - i0] = seed_audio[a:b]
+            mels.append(self.codec.mel_from_audio(window, p.sample_rate))
+        peaks = np.array([float(m.max()) for m in mels])
+        scales = np.maximum(peaks, max(float(peaks.max()) * 1e-3, 1e-8))
+        return [image_from_mel(m, p, max_value=s) for m, s in zip(mels, scales, strict=True)], scales
+
+    def codec_input(self, bed: MusicBed) -> np.ndarray:
+        """A music bed as mono float32 at the codec's sample rate."""
+        mono = bed.audio.mean(axis=1)
+        sr = self.codec.params.sample_rate
+        g = math.gcd(bed.sample_rate, sr)
+        return resample_poly(mono, sr // g, bed.sample_rate // g).astype(np.float32)
+
+
+def assemble(plan: Sequence[ClipPlan], clips: np.ndarray, sample_rate: int, duration: float) -> np.ndarray:
+    """Place each clip at its render start with equal-power crossfades around slot edges (mono)."""
+    n_out = math.ceil(duration * sample_rate)
+    out = np.zeros(n_out, dtype=np.float64)
+    for k, c in enumerate(plan):
+        i0 = round(c.render_start * sample_rate)
+        t = (i0 + np.arange(clips.shape[1])) / sample_rate
+        gain = np.ones(clips.shape[1])
+        if c.crossfade_s > 0:
+            if k > 0:
+                u = np.clip((t - c.render_start) / c.crossfade_s, 0.0, 1.0)
+                gain *= np.sin(0.5 * np.pi * u)
+            if k < len(plan) - 1:
+                u = np.clip((t - (c.end - c.crossfade_s / 2)) / c.crossfade_s, 0.0, 1.0)
+                gain *= np.cos(0.5 * np.pi * u)
+        else:
+            gain *= (t >= c.start) & (t < c.end)
+        if k < len(plan) - 1:
+            gain *= t < c.render_end
+        a, b = max(i0, 0), min(i0 + clips.shape[1], n_out)
+        if b > a:
+            out[a:b] += (clips[k] * gain)[a - i0 : b - i0]
+    return out.astype(np.float32)
+
+
+def to_bed(mono: np.ndarray, sample_rate: int, duration: float) -> np.ndarray:
+    """Mono audio -> stereo 48 kHz float32 of exactly ``round(duration * 48000)`` frames, peak -1 dBFS."""
+    g = math.gcd(sample_rate, SAMPLE_RATE)
+    x = resample_poly(mono.astype(np.float64), SAMPLE_RATE // g, sample_rate // g)
+    n = round(duration * SAMPLE_RATE)
+    x = np.pad(x[:n], (0, max(0, n - x.shape[0])))
+    peak = float(np.abs(x).max()) if n else 0.0
+    if peak > 0:
+        x *= _PEAK / peak
+    else:
+        logger.warning("Riffusion: the generated bed is silent")
+    return np.repeat(x.astype(np.float32)[:, None], 2, axis=1)
