@@ -69,3 +69,11 @@ def test_transcribe_rejects_bad_input(media_dir: Path, name: str) -> None:
 def test_timeline_needs_a_job_directory(tmp_path: Path) -> None:
     r = moodbgm("timeline", str(tmp_path))
     assert r.returncode == 2 and "not a job directory" in r.stderr
+
+
+def test_missing_riffusion_weights_fail_fast(media_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "job"
+    r = moodbgm("-q", "run", str(media_dir / "av.mp4"), "-o", str(out), "--generator", "riffusion")
+    assert r.returncode == 2, r.stderr
+    assert "riffusion/riffusion-model-v1" in r.stderr and "MOODBGM_RIFFUSION_MODEL" in r.stderr
+    assert not out.exists(), "the error comes before any work"

@@ -76,6 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from moodbgm import media
 
     media.require_video(media.probe(args.video))  # reject bad input before making a job directory
+    models = Models(settings)
+    models.generator(options.generator)  # missing weights fail now, not after transcription
     job = create_job(args.outdir, args.video, options)
     _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -83,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar = _Bar(not args.quiet)
     try:
         with logging_redirect_tqdm():
-            run_job(job, Models(settings), progress=bar.stage)
+            run_job(job, models, progress=bar.stage)
     finally:
         bar.close()
     print(job.path("output.mp4"))
