@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE := samples/demo.mp4
 DEMO_OUT ?= out/demo
 
-.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-gpu lora-smoke up down clean sample
+.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-serve bench-gpu lora-smoke up down clean sample
 
 setup: system $(STAMP)
 
@@ -48,6 +48,18 @@ typecheck: setup
 
 bench: sample
 	$(PY) -m moodbgm.bench --sample $(SAMPLE) -o bench-results/bench.json
+
+bench-serve: sample
+	$(PY) -m moodbgm.bench --only serve --sample $(SAMPLE) -o bench-results/bench-serve.json
+
+bench-gpu: setup
+	$(PY) services/scripts/bench_gpu.py --out bench-results/gpu.json
+
+up: setup
+	@bash services/scripts/up.sh
+
+down:
+	@bash services/scripts/down.sh
 
 clean:
 	rm -rf out bench-results .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages moodbgm needs (Debian/Ubuntu). Idempotent: installs only what is missing.
 set -euo pipefail
-pkgs=(ffmpeg espeak-ng sox fluidsynth fluid-soundfont-gm libfluidsynth3 redis-server)
+pkgs=(ffmpeg espeak-ng sox fluidsynth fluid-soundfont-gm libfluidsynth3 redis-server chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -21,7 +21,7 @@ from typing import Any
 
 from moodbgm.files import write_json
 
-AREAS = ("stt", "emotion", "timeline", "composer", "remix", "pipeline")
+AREAS = ("stt", "emotion", "timeline", "composer", "remix", "pipeline", "serve")
 log = logging.getLogger("moodbgm.bench")
 
 

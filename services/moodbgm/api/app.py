@@ -1,0 +1,176 @@
+"""The FastAPI application: REST v1, the web form, health and metrics.
+
+Build it with ``create_app(settings)`` (uvicorn: ``--factory`` via ``moodbgm.api.server``); nothing is
+built at import time. Domain errors become 4xx with a clear message; an unreachable Redis becomes 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+import kombu.exceptions
+import redis
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from moodbgm import __version__
+from moodbgm.api import metrics
+from moodbgm.api.routes import files_router, router
+from moodbgm.api.schemas import Health
+from moodbgm.api.service import JobService
+from moodbgm.api.uploads import UploadTooLarge
+from moodbgm.config import Settings
+from moodbgm.errors import InputError, MediaError
+from moodbgm.generate.base import STYLES
+from moodbgm.jobs import GENERATORS
+from moodbgm.types import EMOTIONS
+from moodbgm.worker.app import create_celery
+from moodbgm.worker.store import JobStore
+
+log = logging.getLogger(__name__)
+
+HERE = Path(str(resources.files("moodbgm.api")))
+PURGE_INTERVAL_S = 3600.0
+# used when moodbgm.report has no palette of its own
+DEFAULT_COLORS = {
+    "anger": "#d62728",
+    "disgust": "#8c8c2b",
+    "fear": "#7b4fa0",
+    "joy": "#f2b701",
+    "neutral": "#8a8f98",
+    "sadness": "#1f77b4",
+    "surprise": "#ff7f0e",
+}
+
+
+def emotion_colors() -> dict[str, str]:
+    try:
+        from moodbgm.report import EMOTION_COLORS
+    except ImportError:
+        return dict(DEFAULT_COLORS)
+    return {e: str(EMOTION_COLORS.get(e, DEFAULT_COLORS[e])) for e in EMOTIONS}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    store = JobStore.from_url(settings.redis_url, settings.redis_prefix, settings.job_retention_s)
+    service = JobService(settings, store, create_celery(settings))
+    registry = metrics.make_registry(store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        sweeper = asyncio.create_task(_sweep(service))
+        yield
+        sweeper.cancel()
+
+    app = FastAPI(
+        title="moodbgm",
+        version=__version__,
+        description="Background music that follows the mood of what is said in a video. Upload a video "
+        "(POST /api/v1/jobs), follow its progress (GET /api/v1/jobs/{id}), download output.mp4.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "DELETE"],
+            allow_headers=["Authorization", "Range", "Content-Type"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"],
+        )
+    app.include_router(router)
+    app.include_router(files_router)
+    _errors(app)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    def healthz() -> Health:
+        """The process is alive."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
+    def readyz() -> Response:
+        """Ready when the job store (Redis) answers."""
+        try:
+            store.ping()
+        except redis.exceptions.RedisError as e:
+            return JSONResponse(Health(status="unavailable", redis=str(e)).model_dump(), status_code=503)
+        return JSONResponse(Health(status="ok", redis="ok").model_dump())
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def prometheus() -> Response:
+        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
+    page = {
+        "generators": GENERATORS,
+        "styles": STYLES,
+        "emotions": EMOTIONS,
+        "max_variations": settings.max_variations,
+        "max_upload_mb": settings.max_upload_mb,
+        "needs_key": bool(settings.api_keys),
+        "settings": settings,
+        "colors_json": json.dumps(emotion_colors()),
+        "version": __version__,
+    }
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(templates.get_template("index.html").render(**page))
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, exc: InputError) -> JSONResponse:
+        from moodbgm.api.uploads import BadUpload
+
+        if isinstance(exc, UploadTooLarge):
+            code = 413
+        elif isinstance(exc, BadUpload):
+            code = 400
+        elif isinstance(exc, MediaError):
+            code = 422
+        else:
+            code = 422
+        return JSONResponse({"detail": str(exc)}, status_code=code)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: Redis not reachable: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": f"the job store (Redis) is not reachable; try again shortly ({exc})"},
+            status_code=503,
+            headers={"Retry-After": "10"},
+        )
+
+    for exc_type in (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        kombu.exceptions.OperationalError,
+    ):
+        app.add_exception_handler(exc_type, unavailable)
+
+
+async def _sweep(service: JobService) -> None:
+    """Apply the retention: every hour, remove folders of expired jobs and stale uploads."""
+    while True:
+        try:
+            removed = await run_in_threadpool(service.purge_expired)
+            if removed:
+                log.info("retention: removed %d expired folder(s)", removed)
+        except redis.exceptions.RedisError as e:
+            log.warning("retention sweep skipped, Redis not reachable: %s", e)
+        await asyncio.sleep(PURGE_INTERVAL_S)

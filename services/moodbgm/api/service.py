@@ -1,0 +1,285 @@
+"""What the routes do, without HTTP: make jobs from uploads, read their state, cancel, delete, purge.
+
+Variations: one upload with ``variations=N`` becomes N jobs that share the uploaded file (hard links,
+so deleting one job never touches the others) and differ only in the music seed (``seed``,
+``seed+1``, ... ``seed+N-1``). They are grouped in a batch of kind ``variations`` so a client (the web
+form) can show the N soundtracks side by side and let the user pick one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery
+
+from moodbgm.api.schemas import BatchStatus, ErrorInfo, FileLink, JobLinks, JobStatus
+from moodbgm.api.uploads import UPLOADS, ReceivedForm, check_media
+from moodbgm.config import Settings
+from moodbgm.errors import InputError
+from moodbgm.jobs import JobDir, JobOptions, create_job
+from moodbgm.types import EMOTIONS
+from moodbgm.worker.app import enqueue_job, revoke
+from moodbgm.worker.runner import mark_cancelled, remove_job
+from moodbgm.worker.store import JobState, JobStore
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# downloadable artifacts -> content type ("input" is the original upload)
+ARTIFACTS: dict[str, str] = {
+    "output.mp4": "video/mp4",
+    "mix.wav": "audio/wav",
+    "bgm.wav": "audio/wav",
+    "bgm.mid": "audio/midi",
+    "voice.wav": "audio/wav",
+    "audio.wav": "audio/wav",
+    "timeline.png": "image/png",
+    "timeline.json": "application/json",
+    "emotions.json": "application/json",
+    "transcript.json": "application/json",
+    "mix.json": "application/json",
+    "input": "application/octet-stream",
+}
+INPUT_TYPES = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "mkv": "video/x-matroska",
+    "webm": "video/webm",
+    "avi": "video/x-msvideo",
+    "flv": "video/x-flv",
+    "ts": "video/mp2t",
+    "mpg": "video/mpeg",
+    "ogv": "video/ogg",
+    "wmv": "video/x-ms-wmv",
+    "3gp": "video/3gpp",
+}
+
+
+@dataclass(frozen=True)
+class Submitted:
+    batch_id: str | None
+    jobs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    names: tuple[str, ...]
+
+
+class JobService:
+    def __init__(self, settings: Settings, store: JobStore, celery: Celery) -> None:
+        self.settings = settings
+        self.store = store
+        self.celery = celery
+        self.data_dir = settings.data_dir
+        self._secret = "\n".join(sorted(settings.api_keys)).encode()
+
+    # ---- submit
+    def parse_options(self, fields: dict[str, str]) -> tuple[JobOptions, int]:
+        """Job options (and the number of variations) from form fields; defaults from Settings."""
+        s = self.settings
+        try:
+            seed = int(fields.get("seed") or s.seed)
+            variations = int(fields.get("variations") or 1)
+        except ValueError:
+            raise InputError("seed and variations must be whole numbers") from None
+        if not 1 <= variations <= s.max_variations:
+            raise InputError(f"variations must be between 1 and {s.max_variations}")
+        emotion = (fields.get("emotion") or "").strip() or None
+        if emotion == "auto":
+            emotion = None
+        if emotion is not None and emotion not in EMOTIONS:
+            raise InputError(f"unknown emotion {emotion!r}; expected auto or one of {', '.join(EMOTIONS)}")
+        try:
+            options = JobOptions(
+                generator=fields.get("generator") or s.generator,
+                style=fields.get("style") or s.style,
+                seed=seed,
+                emotion=emotion,
+                min_section=s.min_section,
+                min_confidence=s.emotion_min_confidence,
+                duck_db=s.duck_db,
+                target_lufs=s.target_lufs,
+            )
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        return options, variations
+
+    def submit(self, form: ReceivedForm, options: JobOptions, variations: int = 1) -> Submitted:
+        """Check every uploaded file, then make and enqueue its jobs. All or nothing: on any error no
+        job directory, staging file or Redis state is left."""
+        created: list[str] = []
+        try:
+            inputs = [(f.name, check_media(f, self.settings.max_duration_s)) for f in form.files]
+            jobs, seeds, names = [], [], []
+            for name, path in inputs:
+                for k in range(variations):
+                    seed = options.seed + k
+                    job_id = uuid.uuid4().hex
+                    created.append(job_id)
+                    job = create_job(self.data_dir / job_id, path, _with_seed(options, seed))
+                    job.update(name=name)
+                    jobs.append(job_id)
+                    seeds.append(seed)
+                    names.append(name)
+            kind = "variations" if variations > 1 else "files"
+            batch_id = uuid.uuid4().hex if len(jobs) > 1 else None
+            for job_id, name, seed in zip(jobs, names, seeds, strict=True):
+                self.store.create(job_id, _with_seed(options, seed).to_dict(), batch=batch_id, name=name)
+            if batch_id is not None:
+                self.store.create_batch(batch_id, kind, jobs)
+            for job_id in jobs:
+                self.store.update(job_id, tasks=enqueue_job(self.celery, job_id))
+        except BaseException:
+            for job_id in created:
+                with contextlib.suppress(Exception):
+                    remove_job(job_id, self.data_dir, self.store)
+                shutil.rmtree(self.data_dir / job_id, ignore_errors=True)
+            raise
+        finally:
+            form.discard()
+        log.info("accepted %d job(s): %s", len(jobs), ", ".join(jobs))
+        return Submitted(batch_id, tuple(jobs), tuple(seeds), tuple(names))
+
+    def single_batch(self, job_id: str) -> str:
+        """A batch holding one job (POST /batches with a single file)."""
+        batch_id = uuid.uuid4().hex
+        self.store.create_batch(batch_id, "files", [job_id])
+        self.store.update(job_id, batch=batch_id)
+        return batch_id
+
+    # ---- read
+    def job(self, job_id: str) -> JobStatus | None:
+        if not JOB_ID.match(job_id):
+            return None
+        state = self.store.get(job_id)
+        return None if state is None else self._status(state)
+
+    def _status(self, state: JobState) -> JobStatus:
+        base = f"{API}/jobs/{state.id}"
+        return JobStatus(
+            id=state.id,
+            name=state.name,
+            status=state.status,
+            stage=state.stage,
+            progress=round(100 * state.progress, 1),
+            options=state.options,
+            timings=state.timings,
+            error=ErrorInfo.model_validate(state.error) if state.error else None,
+            files=self._files(state.id),
+            batch_id=state.batch,
+            created=state.created,
+            updated=state.updated,
+            links=JobLinks(self=base, files=f"{base}/files/{{name}}"),
+        )
+
+    def _files(self, job_id: str) -> list[FileLink]:
+        out = []
+        token = f"?token={self.file_token(job_id)}" if self._secret else ""
+        for name, ctype in ARTIFACTS.items():
+            found = self.artifact(job_id, name)
+            if found is not None:
+                path, ctype = found
+                url = f"{API}/jobs/{job_id}/files/{name}{token}"
+                out.append(FileLink(name=name, url=url, content_type=ctype, size=path.stat().st_size))
+        return out
+
+    def artifact(self, job_id: str, name: str) -> tuple[Path, str] | None:
+        """The path and content type of a known artifact of a job, if it exists now."""
+        if not JOB_ID.match(job_id) or name not in ARTIFACTS:
+            return None
+        job = JobDir(self.data_dir / job_id)
+        if name == "input":
+            try:
+                path = job.input_path()
+            except InputError:
+                return None
+            return path, INPUT_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
+        path = job.path(name)
+        return (path, ARTIFACTS[name]) if path.is_file() else None
+
+    def file_token(self, job_id: str) -> str:
+        """Lets a browser fetch a job's files (<video src>) without an Authorization header."""
+        return hmac.new(self._secret, job_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def batch(self, batch_id: str) -> BatchStatus | None:
+        if not JOB_ID.match(batch_id):
+            return None
+        b = self.store.get_batch(batch_id)
+        if b is None:
+            return None
+        jobs = [self._status(s) for s in self.store.get_many(b.jobs) if s is not None]
+        statuses = {j.status for j in jobs}
+        if statuses & {"queued", "running"}:
+            status = "running"
+        elif not jobs or statuses == {"cancelled"}:
+            status = "cancelled"
+        else:
+            status = "failed" if "failed" in statuses else "done"
+        progress = sum(j.progress for j in jobs) / len(jobs) if jobs else 0.0
+        return BatchStatus(
+            id=b.id,
+            kind=b.kind,
+            status=status,
+            progress=round(progress, 1),
+            jobs=jobs,
+            created=b.created,
+        )
+
+    # ---- cancel / delete
+    def cancel(self, job_id: str) -> JobStatus | None:
+        if not JOB_ID.match(job_id):
+            return None
+        state = self.store.get(job_id)
+        if state is None:
+            return None
+        if not state.finished:
+            mark_cancelled(job_id, self.data_dir, self.store)
+            revoke(self.celery, state.tasks)
+        return self.job(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        """Cancel the job if it runs, then remove every file of it and its Redis state."""
+        if not JOB_ID.match(job_id):
+            return False
+        state = self.store.get(job_id)
+        if state is None and not (self.data_dir / job_id).exists():
+            return False
+        if state is not None and not state.finished:
+            mark_cancelled(job_id, self.data_dir, self.store)
+            revoke(self.celery, state.tasks)
+        remove_job(job_id, self.data_dir, self.store)
+        return True
+
+    # ---- retention
+    def purge_expired(self, staging_max_age_s: float = 24 * 3600) -> int:
+        """Remove job folders whose Redis state has expired (older than the retention) and stale
+        staging folders of uploads that never finished. Returns how many folders were removed."""
+        now = time.time()
+        removed = 0
+        if not self.data_dir.is_dir():
+            return 0
+        for d in self.data_dir.iterdir():
+            if not (d.is_dir() and JOB_ID.match(d.name)):
+                continue
+            if now - d.stat().st_mtime > self.settings.job_retention_s and self.store.get(d.name) is None:
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        uploads = self.data_dir / UPLOADS
+        if uploads.is_dir():
+            for d in uploads.iterdir():
+                if now - d.stat().st_mtime > staging_max_age_s:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed += 1
+        return removed
+
+
+def _with_seed(options: JobOptions, seed: int) -> JobOptions:
+    return JobOptions.from_dict({**options.to_dict(), "seed": seed})

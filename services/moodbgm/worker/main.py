@@ -1,0 +1,48 @@
+"""``moodbgm worker``: a Celery worker (prefork pool) in the foreground.
+
+In a container this process is PID 1 (``exec moodbgm worker``): SIGTERM starts Celery's warm shutdown
+(running stages finish, nothing new is taken); unacknowledged tasks go back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from moodbgm.config import Settings
+from moodbgm.errors import InputError
+from moodbgm.worker.app import QUEUES, create_celery
+
+log = logging.getLogger(__name__)
+
+
+def parse_queues(queues: str) -> list[str]:
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if not names or unknown:
+        raise InputError(
+            f"unknown queue(s) {', '.join(unknown) or '(none given)'}; expected {', '.join(QUEUES)}"
+        )
+    return names
+
+
+def run_worker(settings: Settings, queues: str, concurrency: int) -> int:
+    """Start a worker consuming ``queues`` (comma-separated) with ``concurrency`` processes; blocks."""
+    names = parse_queues(queues)
+    if concurrency < 1:
+        raise InputError("concurrency must be >= 1")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_celery(settings)
+    worker = app.Worker(
+        queues=names,
+        concurrency=concurrency,
+        pool_cls="prefork",
+        loglevel=settings.log_level,
+        hostname=f"moodbgm-{'-'.join(names)}-{os.getpid()}@{socket.gethostname()}",
+    )
+    log.info(
+        "worker on queues %s, %d process(es), data in %s", ",".join(names), concurrency, settings.data_dir
+    )
+    worker.start()
+    return int(worker.exitcode or 0)

@@ -1,0 +1,75 @@
+"""One thin Celery task per pipeline stage (``moodbgm.<stage>``, on that stage's queue).
+
+A task takes the job id, runs ``runner.execute_stage`` with the worker process's models and returns
+whether the stage did work. Transient errors (``TransientError``, Redis/connection errors) are retried
+with exponential backoff; anything else fails the job once, with the error in plain words.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Ignore
+from celery.signals import worker_process_init
+
+from moodbgm.errors import CancelledError, InputError, TransientError
+from moodbgm.pipeline import STAGES, Stage
+from moodbgm.worker.runner import JobGoneError, describe_error, execute_stage, mark_failed
+
+log = logging.getLogger(__name__)
+
+RETRY_ON: tuple[type[BaseException], ...] = (
+    TransientError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+)
+
+
+class StageTask(Task):
+    """Reliability settings shared by every stage task."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    autoretry_for = RETRY_ON
+    dont_autoretry_for = (InputError,)
+    retry_backoff = 2  # seconds: 2, 4, 8, ... (with jitter)
+    retry_backoff_max = 120
+    retry_jitter = True
+    stage = ""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job_id = args[0] if args else kwargs.get("job_id", "")
+        settings = self.app.settings
+        error = describe_error(self.stage, exc, settings.task_soft_time_limit_s)
+        try:
+            mark_failed(job_id, self.stage, error, settings.data_dir, self.app.store)
+        except redis.exceptions.RedisError as e:
+            log.error("job %s failed in %s and its state could not be saved: %s", job_id, self.stage, e)
+
+
+def _register(app: Any, stage: Stage) -> None:
+    @app.task(
+        bind=True,
+        base=StageTask,
+        name=f"moodbgm.{stage.name}",
+        queue=stage.queue,
+        max_retries=app.settings.task_max_retries,
+        stage=stage.name,
+        shared=False,
+    )
+    def run(self: StageTask, job_id: str) -> bool:
+        try:
+            return execute_stage(job_id, self.stage, app.settings.data_dir, app.store, app.models)
+        except (CancelledError, JobGoneError) as e:
+            log.info("%s: %s; the rest of its chain is dropped", self.name, e)
+            raise Ignore() from None
+
+
+def register_tasks(app: Any) -> None:
+    for stage in STAGES:
+        _register(app, stage)
+    worker_process_init.connect(lambda **_: app.reset_process_state(), weak=False)

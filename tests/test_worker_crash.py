@@ -1,0 +1,157 @@
+"""Workers killed mid-stage (real processes, real Redis DB 14): the job still completes, and the stages
+finished before the kill are not redone, and no half-written output is left.
+
+- a pool child SIGKILLed (as the OOM killer would): ``reject_on_worker_lost`` requeues its task at once;
+- the whole worker SIGKILLed and a new one started: the unacknowledged task comes back after the
+  broker's visibility timeout (short here: 35 s, with time limits 25/30 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from moodbgm import media
+from moodbgm.api.app import create_app
+from moodbgm.config import Settings
+from moodbgm.files import read_wav
+from moodbgm.pipeline import STAGES
+from moodbgm.sample import make_sample
+from moodbgm.worker.local import LocalProcess, start_worker
+
+pytestmark = pytest.mark.slow
+REDIS_URL = "redis://127.0.0.1:6379/14"
+LIMITS = {
+    "MOODBGM_TASK_SOFT_TIME_LIMIT_S": "25",
+    "MOODBGM_TASK_TIME_LIMIT_S": "30",
+    "MOODBGM_BROKER_VISIBILITY_TIMEOUT_S": "35",
+}
+ORDER = [s.name for s in STAGES]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient]]:
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    settings = Settings(
+        data_dir=tmp_path / "jobs",
+        redis_url=REDIS_URL,
+        redis_prefix="tc:",
+        task_soft_time_limit_s=25,
+        task_time_limit_s=30,
+        broker_visibility_timeout_s=35,
+    )
+    env = {
+        "MOODBGM_DATA_DIR": str(settings.data_dir),
+        "MOODBGM_REDIS_URL": REDIS_URL,
+        "MOODBGM_REDIS_PREFIX": "tc:",
+        "MOODBGM_STT_MODEL": "tiny.en",
+        **LIMITS,
+    }
+    with TestClient(create_app(settings)) as client:
+        yield settings, env, client
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_sample(tmp_path_factory.mktemp("clip") / "clip.mp4", scale=0.05, seed=3).video
+
+
+def submit(client: TestClient, clip: Path) -> str:
+    with clip.open("rb") as f:
+        r = client.post("/api/v1/jobs", files={"file": (clip.name, f)})
+    assert r.status_code == 202, r.text
+    job_id: str = r.json()["id"]
+    return job_id
+
+
+def wait_stage(client: TestClient, job_id: str, stage: str, worker: LocalProcess) -> None:
+    """Until ``stage`` is running (the stages before it are finished)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        st = client.get(f"/api/v1/jobs/{job_id}").json()
+        if st["status"] == "running" and ORDER.index(st["stage"] or "media") >= ORDER.index(stage):
+            return
+        assert st["status"] in ("queued", "running"), st
+        time.sleep(0.1)
+    raise AssertionError(f"stage {stage} never started:\n{worker.log_text()[-3000:]}")
+
+
+def wait_done(client: TestClient, job_id: str, worker: LocalProcess, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if st["status"] in ("done", "failed", "cancelled"):
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish:\n{worker.log_text()[-3000:]}")
+
+
+def finished_stages(job_dir: Path) -> dict[str, float]:
+    stages = json.loads((job_dir / "job.json").read_text()).get("stages", {})
+    return {name: s["finished"] for name, s in stages.items()}
+
+
+def check_outputs(job_dir: Path, clip: Path, before: dict[str, float]) -> None:
+    after = finished_stages(job_dir)
+    assert set(after) == set(ORDER)
+    for name, finished in before.items():  # finished before the kill: not redone
+        assert after[name] == finished, name
+    assert not [p.name for p in job_dir.iterdir() if ".part" in p.name]
+    audio, _ = read_wav(job_dir / "audio.wav")
+    for name in ("voice.wav", "bgm.wav", "mix.wav"):
+        assert abs(len(read_wav(job_dir / name)[0]) - len(audio)) <= 1, name
+    out = media.probe(job_dir / "output.mp4")
+    assert out.video is not None and out.audio is not None
+    assert out.duration == pytest.approx(media.probe(clip).duration, abs=0.2)
+
+
+def test_pool_child_killed_mid_stage(setup: tuple[Settings, dict[str, str], TestClient], clip: Path) -> None:
+    settings, env, client = setup
+    worker = start_worker(env, settings.data_dir.parent / "worker.log")
+    try:
+        job_id = submit(client, clip)
+        wait_stage(client, job_id, "stt", worker)
+        before = finished_stages(settings.data_dir / job_id)
+        children = worker.children()
+        assert children, "the prefork pool has no child"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        st = wait_done(client, job_id, worker)
+        assert st["status"] == "done", (st["error"], worker.log_text()[-3000:])
+        assert "WorkerLostError" in worker.log_text() or "lost" in worker.log_text().lower()
+        check_outputs(settings.data_dir / job_id, clip, before)
+    finally:
+        worker.stop()
+
+
+def test_whole_worker_killed_then_restarted(
+    setup: tuple[Settings, dict[str, str], TestClient], clip: Path
+) -> None:
+    settings, env, client = setup
+    log = settings.data_dir.parent / "worker.log"
+    first = start_worker(env, log)
+    second = None
+    try:
+        job_id = submit(client, clip)
+        wait_stage(client, job_id, "separate", first)
+        before = finished_stages(settings.data_dir / job_id)
+        first.kill()  # SIGKILL to the worker and its pool: nothing is acknowledged
+        assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "running"
+        second = start_worker(env, log)
+        st = wait_done(client, job_id, second, timeout=35 + 300)
+        assert st["status"] == "done", (st["error"], second.log_text()[-3000:])
+        check_outputs(settings.data_dir / job_id, clip, before)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
