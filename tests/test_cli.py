@@ -77,3 +77,44 @@ def test_missing_riffusion_weights_fail_fast(media_dir: Path, tmp_path: Path) ->
     assert r.returncode == 2, r.stderr
     assert "riffusion/riffusion-model-v1" in r.stderr and "MOODBGM_RIFFUSION_MODEL" in r.stderr
     assert not out.exists(), "the error comes before any work"
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from moodbgm.sample import make_sample
+
+    return make_sample(tmp_path_factory.mktemp("spoken") / "clip.mp4", scale=0.15).video
+
+
+@pytest.mark.slow
+def test_transcribe_prints_timed_phrases(spoken: Path, tmp_path: Path) -> None:
+    import json
+    import re
+
+    r = moodbgm("-q", "transcribe", str(spoken), "--stt-model", "tiny.en")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) >= 2
+    pattern = re.compile(r"^\[(\d+\.\d\d) - (\d+\.\d\d)\] \S.*$")
+    times = [tuple(map(float, pattern.match(line).groups())) for line in lines]  # type: ignore[union-attr]
+    assert all(a < b for a, b in times) and times == sorted(times)
+    assert "morning" in r.stdout.lower()
+    out = tmp_path / "t.json"
+    r = moodbgm("-q", "transcribe", str(spoken), "--stt-model", "tiny.en", "--json", "-o", str(out))
+    assert r.returncode == 0 and r.stdout.strip() == str(out)
+    data = json.loads(out.read_text())
+    assert data["language"] == "en" and data["phrases"][0]["words"]
+
+
+def test_classify_reads_lines_and_writes_json_lines() -> None:
+    import json
+
+    r = moodbgm("classify", stdin="We won the championship, I am so happy!\n\nI miss her so much.\n")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["label"] for row in rows] == ["joy", "sadness"]  # the blank line is skipped
+    for row in rows:
+        assert set(row) == {"label", "confidence", "scores"}
+        assert abs(sum(row["scores"].values()) - 1) < 1e-6 and row["confidence"] == max(
+            row["scores"].values()
+        )
