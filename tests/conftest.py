@@ -16,7 +16,13 @@ def ffmpeg(*args: str) -> None:
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small test files: good, odd and broken (made once per session)."""
     d = tmp_path_factory.mktemp("media")
-    scenes = "color=c=red:s=160x120:r=25:d=2[a];color=c=blue:s=160x120:r=25:d=2[b];testsrc=s=160x120:r=25:d=2[c]"
+    scenes = ";".join(
+        (
+            "color=c=red:s=160x120:r=25:d=2[a]",
+            "color=c=blue:s=160x120:r=25:d=2[b]",
+            "testsrc=s=160x120:r=25:d=2[c]",
+        )
+    )
     ffmpeg(
         "-f", "lavfi", "-i", f"{scenes};[a][b][c]concat=n=3:v=1[out0]",
         "-f", "lavfi", "-i", "sine=f=440:d=6:sample_rate=44100",

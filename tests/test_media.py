@@ -10,8 +10,8 @@ from moodbgm import media
 from moodbgm.errors import (
     EmptyMediaError,
     InputError,
-    NoVideoStreamError,
     NotMediaError,
+    NoVideoStreamError,
     TruncatedMediaError,
 )
 
