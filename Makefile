@@ -55,6 +55,9 @@ bench-serve: sample
 bench-gpu: setup
 	$(PY) services/scripts/bench_gpu.py --out bench-results/gpu.json
 
+lora-smoke: setup
+	$(PY) -m lora.smoke
+
 up: setup
 	@bash services/scripts/up.sh
 

@@ -162,15 +162,20 @@ def test_replan_with_forced_emotion(job: Path, tmp_path: Path) -> None:
 
 def test_failed_run_leaves_no_final_outputs_and_resumes(sample: SampleInfo, tmp_path: Path) -> None:
     out = tmp_path / "job"
-    r = run_cli(
-        "run", str(sample.video), "-o", str(out), env={"MOODBGM_SOUNDFONT": str(tmp_path / "none.sf2")}
-    )
-    assert r.returncode == 2 and "soundfont" in r.stderr.lower()
-    for name in ("bgm.wav", "bgm.mid", "mix.wav", "output.mp4"):
+    bad = tmp_path / "edited.json"  # an edited timeline that leaves a gap: rejected at the timeline stage
+    sections = [
+        {"start": 0.0, "end": 3.0, "emotion": "joy"},
+        {"start": 4.0, "end": sample.duration, "emotion": "fear"},
+    ]
+    bad.write_text(json.dumps({"duration": sample.duration, "sections": sections}))
+    r = run_cli("run", str(sample.video), "-o", str(out), "--timeline", str(bad))
+    assert r.returncode == 2 and "gap" in r.stderr.lower(), r.stderr
+    for name in ("timeline.json", "bgm.wav", "bgm.mid", "mix.wav", "output.mp4"):
         assert not (out / name).exists()
     assert not list(out.glob("*.part*"))
     record = read_json(out / "job.json")
     assert record["status"] == "failed" and record["error"]["kind"] == "input"
+    assert "gap" in record["error"]["message"].lower()
     transcript_mtime = (out / "transcript.json").stat().st_mtime_ns
     r = run_cli("run", str(sample.video), "-o", str(out))
     assert r.returncode == 0, r.stderr

@@ -106,6 +106,9 @@ class SentenceEncoder:
         import torch
         from tokenizers import Tokenizer
         from transformers import BertModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a 90 MB local model loads in well under a second
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -213,7 +213,10 @@ def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) 
     info = _media_info(job)
     override = job.path(TIMELINE_OVERRIDE)
     if override.exists():
-        timeline = load_timeline_override(read_json(override), info["duration"])
+        try:
+            timeline = load_timeline_override(read_json(override), info["duration"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{override.name}: {e}") from None
     else:
         transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
         topts = TimelineOptions(
