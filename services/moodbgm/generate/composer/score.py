@@ -71,12 +71,13 @@ def plan_sections(timeline: Timeline, duration: float, seed: int) -> tuple[Secti
         target_end = duration if last else min(sec.end, duration)
         cursor = plans[-1].end if plans else 0.0
         if target_end - cursor < 60 / prof.tempo[2] and plans:
+            # shorter than a beat after alignment: the previous section carries on over it, so the
+            # next one still starts where it was planned
             logger.debug("section %d (%s) is shorter than a beat after alignment; merged", i, sec.emotion)
-            if last:  # the previous section carries on to the end
-                prev = plans.pop()
-                plans.append(
-                    _plan(prev.index, prev.emotion, prev.target_start, duration, plans, prev.tonic, True)
-                )
+            prev = plans.pop()
+            plans.append(
+                _plan(prev.index, prev.emotion, prev.target_start, target_end, plans, prev.tonic, last)
+            )
             continue
         tonic = choose_key(prof.tonics, tonic, np.random.default_rng([seed, i, 1]))
         plans.append(_plan(i, sec.emotion, sec.start, target_end, plans, tonic, last))
