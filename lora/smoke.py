@@ -42,15 +42,15 @@ def _generate(base: Path, lora: Path | None, duration: float) -> tuple[np.ndarra
     """Riffusion output for a two-emotion timeline, and the loaded LoRA's alpha (None without)."""
     from lora.train import load_base
     from moodbgm.generate.base import GenerateOptions
-    from moodbgm.generate.riffusion.generator import RiffusionGenerator
+    from moodbgm.generate.riffusion.generator import RiffusionGenerator, RiffusionOptions
     from moodbgm.generate.spectrogram import SpectrogramParams
     from moodbgm.types import Section, Timeline
 
     # small images (64 mel rows, 0.64 s clips) keep the tiny model fast on a CPU
-    gen = RiffusionGenerator.from_pipeline(
-        load_base(str(base)), lora_path=lora, steps=2, batch_size=8,
-        params=SpectrogramParams(num_frequencies=64), clip_width=64,
-    )  # fmt: skip
+    options = RiffusionOptions(
+        lora_path=lora, steps=2, batch_size=8, params=SpectrogramParams(num_frequencies=64), clip_width=64
+    )
+    gen = RiffusionGenerator(load_base(str(base)), options)
     gen.codec.griffin_lim_iters = 4
     half = duration / 2
     timeline = Timeline(duration, (Section(0.0, half, "joy"), Section(half, duration, "sadness")))

@@ -11,7 +11,7 @@ import torch
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import GenerateOptions, Progress
 from moodbgm.generate.riffusion.components import build_pipeline
-from moodbgm.generate.riffusion.generator import RiffusionGenerator, assemble
+from moodbgm.generate.riffusion.generator import RiffusionGenerator, RiffusionOptions, assemble
 from moodbgm.generate.riffusion.pipeline import ClipRequest, RiffusionPipeline, slerp
 from moodbgm.generate.riffusion.planning import plan_clips
 from moodbgm.generate.spectrogram import SpectrogramParams
@@ -65,14 +65,8 @@ def make_pipe(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def tiny_generator(pipe: RiffusionPipeline, **kw: object) -> RiffusionGenerator:
-    return RiffusionGenerator.from_pipeline(
-        pipe,
-        steps=2,
-        composer=Tones(),
-        params=PARAMS,
-        clip_width=CLIP_WIDTH,
-        **kw,  # type: ignore[arg-type]
-    )
+    options = RiffusionOptions(steps=2, params=PARAMS, clip_width=CLIP_WIDTH, **kw)  # type: ignore[arg-type]
+    return RiffusionGenerator(pipe, options, composer=Tones())
 
 
 def two_moods(duration: float = 12.3) -> Timeline:
@@ -200,18 +194,16 @@ def test_lora_loads_and_changes_output(make_pipe, tmp_path: Path) -> None:  # ty
 
 def test_missing_weights_error_names_the_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="moodbgm-test/no-such-riffusion") as e:
-        RiffusionGenerator(model="moodbgm-test/no-such-riffusion", device="cpu")
+        RiffusionGenerator.load("moodbgm-test/no-such-riffusion", device="cpu")
     assert "huggingface-cli download" in str(e.value) and "MOODBGM_RIFFUSION_MODEL" in str(e.value)
     with pytest.raises(ModelNotFoundError, match="no-model-here"):
-        RiffusionGenerator(model=str(tmp_path / "no-model-here"), device="cpu")
+        RiffusionGenerator.load(str(tmp_path / "no-model-here"), device="cpu")
 
 
 def test_loads_local_model_folder(make_pipe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_pipe().save_pretrained(tmp_path / "model")
-    gen = RiffusionGenerator(
-        model=str(tmp_path / "model"), device="cpu", dtype="auto", steps=2, composer=Tones(), params=PARAMS,
-        clip_width=CLIP_WIDTH, scheduler="ddim",
-    )  # fmt: skip
+    options = RiffusionOptions(steps=2, params=PARAMS, clip_width=CLIP_WIDTH, scheduler="ddim")
+    gen = RiffusionGenerator.load(str(tmp_path / "model"), device="cpu", options=options, composer=Tones())
     assert gen.device.type == "cpu" and gen.pipe.unet.dtype == torch.float32
     assert type(gen.pipe.scheduler).__name__ == "DDIMScheduler"
     bed = gen.generate(Timeline(3.0, (Section(0, 3.0, "fear"),)), 3.0, GenerateOptions(style="lofi"))
@@ -220,9 +212,11 @@ def test_loads_local_model_folder(make_pipe, tmp_path: Path) -> None:  # type: i
 
 def test_options_validated(make_pipe) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="scheduler"):
-        tiny_generator(make_pipe(), scheduler="nope")
+        RiffusionOptions(scheduler="nope")
+    with pytest.raises(ValueError, match="strength"):
+        RiffusionOptions(strength=0.0)
     with pytest.raises(ValueError, match="fp32"):
-        RiffusionGenerator(model="x", device="cpu", dtype="fp16")
+        RiffusionGenerator.load("x", device="cpu", dtype="fp16")
     with pytest.raises(ValueError):
         ClipRequest("a", "b", 0, 1, alpha=1.5)
 
@@ -231,7 +225,7 @@ def test_default_composer_seeds_the_clips(make_pipe) -> None:  # type: ignore[no
     """Without a composer given, the real ComposerGenerator (FluidSynth) renders the seed music."""
     from moodbgm.generate.composer import ComposerGenerator
 
-    gen = RiffusionGenerator.from_pipeline(make_pipe(), steps=2, params=PARAMS, clip_width=CLIP_WIDTH)
+    gen = RiffusionGenerator(make_pipe(), RiffusionOptions(steps=2, params=PARAMS, clip_width=CLIP_WIDTH))
     bed = gen.generate(two_moods(8.0), 8.0, GenerateOptions(seed=2))
     assert isinstance(gen.composer, ComposerGenerator)
     assert bed.audio.shape == (8 * SAMPLE_RATE, 2) and np.abs(bed.audio).max() > 0.5

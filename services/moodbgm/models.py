@@ -72,19 +72,22 @@ class Models:
         if name == "composer":
             return composer
         if name == "riffusion":
-            from moodbgm.generate.riffusion.generator import RiffusionGenerator
+            from moodbgm.generate.riffusion.generator import RiffusionGenerator, RiffusionOptions
 
-            return RiffusionGenerator(
-                model=s.riffusion_model,
-                lora_path=s.lora_path,
-                lora_scale=s.lora_scale,
-                device=s.device,
-                dtype=s.riffusion_dtype,
+            options = RiffusionOptions(
                 steps=s.riffusion_steps,
                 batch_size=s.riffusion_batch_size,
                 compile=s.riffusion_compile,
                 scheduler=s.riffusion_scheduler,
                 strength=s.riffusion_strength,
+                lora_path=s.lora_path,
+                lora_scale=s.lora_scale,
+            )
+            return RiffusionGenerator.load(
+                s.riffusion_model,
+                device=s.device,
+                dtype=s.riffusion_dtype,
+                options=options,
                 composer=composer,
             )
         raise ValueError(f"unknown generator {name!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,102 +110,85 @@ def load_pipeline(model: str, dtype: torch.dtype) -> RiffusionPipeline:
         raise ModelNotFoundError(f"Riffusion model {model!r} is not available locally ({e}). {how}") from e
 
 
+@dataclass(frozen=True)
+class RiffusionOptions:
+    """How the clips are rendered; validated once, here."""
+
+    steps: int = 50
+    batch_size: int = 8
+    compile: bool = False
+    scheduler: str = "dpmsolver++"
+    strength: float = 0.65  # img2img denoising of the composer's seed spectrogram
+    guidance: float = 7.0
+    crossfade_s: float = 0.5
+    params: SpectrogramParams = RIFFUSION_PARAMS
+    clip_width: int = 512  # image columns of one slot (Riffusion: 512 = 5.12 s)
+    lora_path: Path | None = None
+    lora_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.clip_width < 8:
+            raise ValueError("steps and batch_size must be >= 1, clip_width >= 8")
+        if not 0 < self.strength <= 1 or self.guidance < 0 or self.crossfade_s < 0:
+            raise ValueError("need 0 < strength <= 1, guidance >= 0, crossfade_s >= 0")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
 class RiffusionGenerator:
-    """``MusicGenerator`` backed by Riffusion img2img interpolation (see the module doc)."""
+    """``MusicGenerator`` backed by Riffusion img2img interpolation (see the module doc).
+
+    Build it from a pipeline (tests, benchmarks) or with ``load`` from a local model folder or the
+    HF cache. ``composer`` renders the seed music; the default ``ComposerGenerator`` when None.
+    """
 
     name = "riffusion"
 
     def __init__(
         self,
-        model: str = "riffusion/riffusion-model-v1",
-        lora_path: Path | None = None,
-        lora_scale: float = 1.0,
-        device: str = "auto",
-        dtype: str = "auto",
-        steps: int = 50,
-        batch_size: int = 8,
-        compile: bool = False,
-        composer: MusicGenerator | None = None,
-        scheduler: str = "dpmsolver++",
-        strength: float = 0.65,
-        guidance: float = 7.0,
-        crossfade_s: float = 0.5,
-        params: SpectrogramParams = RIFFUSION_PARAMS,
-        clip_width: int = 512,
-    ) -> None:
-        dev = resolve_device(device)
-        pipe = load_pipeline(model, resolve_dtype(dtype, dev))
-        self._setup(pipe, dev, lora_path, lora_scale, steps, batch_size, compile, composer, scheduler,
-                    strength, guidance, crossfade_s, params, clip_width)  # fmt: skip
-
-    @classmethod
-    def from_pipeline(
-        cls,
         pipe: RiffusionPipeline,
-        lora_path: Path | None = None,
-        lora_scale: float = 1.0,
-        steps: int = 50,
-        batch_size: int = 8,
-        compile: bool = False,
+        options: RiffusionOptions | None = None,
         composer: MusicGenerator | None = None,
-        scheduler: str = "dpmsolver++",
-        strength: float = 0.65,
-        guidance: float = 7.0,
-        crossfade_s: float = 0.5,
-        params: SpectrogramParams = RIFFUSION_PARAMS,
-        clip_width: int = 512,
-    ) -> RiffusionGenerator:
-        """Wrap a pipeline built elsewhere (tests, benchmarks); it stays on its device and dtype."""
-        self = cls.__new__(cls)
-        self._setup(pipe, pipe.device, lora_path, lora_scale, steps, batch_size, compile, composer, scheduler,
-                    strength, guidance, crossfade_s, params, clip_width)  # fmt: skip
-        return self
-
-    def _setup(
-        self,
-        pipe: RiffusionPipeline,
-        device: torch.device,
-        lora_path: Path | None,
-        lora_scale: float,
-        steps: int,
-        batch_size: int,
-        compile: bool,
-        composer: MusicGenerator | None,
-        scheduler: str,
-        strength: float,
-        guidance: float,
-        crossfade_s: float,
-        params: SpectrogramParams,
-        clip_width: int,
     ) -> None:
-        if steps < 1 or batch_size < 1 or clip_width < 8:
-            raise ValueError("steps and batch_size must be >= 1, clip_width >= 8")
-        self.clip_width = clip_width
-        if not 0 < strength <= 1 or guidance < 0 or crossfade_s < 0:
-            raise ValueError("need 0 < strength <= 1, guidance >= 0, crossfade_s >= 0")
-        self.steps, self.batch_size = steps, batch_size
-        self.strength, self.guidance, self.crossfade_s = strength, guidance, crossfade_s
+        o = self.options = options or RiffusionOptions()
         self.composer = composer
-        self.lora_path, self.lora_scale = lora_path, lora_scale
-        pipe = pipe.to(device)
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        device = pipe.device
+        pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        if lora_path is not None:
-            self._load_lora(pipe, Path(lora_path), lora_scale)
+        if o.lora_path is not None:
+            self._load_lora(pipe, Path(o.lora_path), o.lora_scale)
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         pipe.unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
         pipe.vae.set_attn_processor(AttnProcessor2_0())
-        if compile:
+        if o.compile:
             if device.type == "cuda":
                 pipe.unet.to(memory_format=torch.channels_last)
             pipe.unet = torch.compile(pipe.unet)
         self.pipe = pipe
         self.device = torch.device(device)
-        self.codec = SpectrogramCodec(params, device=self.device)
+        self.codec = SpectrogramCodec(o.params, device=self.device)
         vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
         self._width_multiple = vae_factor * unet_factor
+
+    @classmethod
+    def load(
+        cls,
+        model: str = "riffusion/riffusion-model-v1",
+        device: str = "auto",
+        dtype: str = "auto",
+        options: RiffusionOptions | None = None,
+        composer: MusicGenerator | None = None,
+    ) -> RiffusionGenerator:
+        """The base model from a local folder or the HF cache (never downloads), on ``device``."""
+        dev = resolve_device(device)
+        pipe = load_pipeline(model, resolve_dtype(dtype, dev))
+        return cls(pipe.to(dev), options, composer)
+
+    @property
+    def crossfade_s(self) -> float:
+        return self.options.crossfade_s
 
     @staticmethod
     def _load_lora(pipe: RiffusionPipeline, path: Path, scale: float) -> None:
@@ -223,7 +207,7 @@ class RiffusionGenerator:
     @property
     def clip_s(self) -> float:
         """Slot length: ``clip_width`` image columns (Riffusion: 512, 5.12 s)."""
-        return self.codec.params.seconds_for(self.clip_width)
+        return self.codec.params.seconds_for(self.options.clip_width)
 
     def render_width(self) -> int:
         """Image columns of a rendered clip: a slot plus the crossfade, rounded up for the UNet."""
@@ -241,10 +225,10 @@ class RiffusionGenerator:
                 seed_b=c.seed_b,
                 alpha=c.alpha,
                 seed_alpha=c.seed_alpha,
-                strength_a=self.strength,
-                strength_b=self.strength,
-                guidance_a=self.guidance,
-                guidance_b=self.guidance,
+                strength_a=self.options.strength,
+                strength_b=self.options.strength,
+                guidance_a=self.options.guidance,
+                guidance_b=self.options.guidance,
             )
             for c in plan
         ]
@@ -272,11 +256,11 @@ class RiffusionGenerator:
 
         p = self.codec.params
         clips = np.zeros((len(plan), self.render_width() * p.hop_length), dtype=np.float32)
-        n_batches = math.ceil(len(plan) / self.batch_size)
+        n_batches = math.ceil(len(plan) / self.options.batch_size)
         for bi in tqdm(range(n_batches), desc="riffusion", unit="batch", disable=n_batches < 2):
-            sl = slice(bi * self.batch_size, (bi + 1) * self.batch_size)
+            sl = slice(bi * self.options.batch_size, (bi + 1) * self.options.batch_size)
             latents = self.pipe.encode_images(seeds[sl])
-            images = self.pipe.interpolate(requests[sl], latents, num_inference_steps=self.steps)
+            images = self.pipe.interpolate(requests[sl], latents, num_inference_steps=self.options.steps)
             batch_mels = np.stack(
                 [mel_from_image(img * 255.0, p, s) for img, s in zip(images, scales[sl], strict=True)]
             )
