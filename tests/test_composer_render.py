@@ -109,3 +109,16 @@ def test_every_style_renders(style: str) -> None:
 def test_missing_soundfont_says_how_to_get_one(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match=r"fluid-soundfont-gm.*MOODBGM_SOUNDFONT"):
         ComposerGenerator(soundfont=tmp_path / "missing.sf2")
+
+
+def test_loading_fluidsynth_prints_nothing_on_stdout() -> None:
+    """pyfluidsynth prints where it found the library when CI is set; the CLI's stdout must stay clean."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from moodbgm.generate.composer.render import _import_fluidsynth; _import_fluidsynth()"
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CI": "true"}
+    )
+    assert r.returncode == 0 and r.stdout == "", r.stdout

@@ -9,7 +9,9 @@ exact length, faded in/out at the ends and peak-normalised to ``peak_dbfs``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import logging
 import math
 from collections.abc import Callable
@@ -69,8 +71,7 @@ class FluidRenderer:
         self.options = options or RenderOptions()
 
     def _open(self) -> tuple[Any, int, Any]:
-        import fluidsynth  # libfluidsynth is loaded here, not at import of this module
-
+        fluidsynth = _import_fluidsynth()
         o = self.options
         synth = fluidsynth.Synth(
             gain=o.gain,
@@ -202,3 +203,17 @@ def render(
 ) -> np.ndarray:
     """Render ``score`` to ``(round(duration * 48000), 2)`` float32 with a one-off synth."""
     return FluidRenderer(soundfont, options).render(score, duration, progress)
+
+
+def _import_fluidsynth() -> Any:
+    """pyfluidsynth, imported on first use (libfluidsynth is loaded then, not at import of this module).
+
+    With CI set in the environment it prints where it found the library to stdout, which would
+    corrupt the CLI's output; that line goes to the debug log instead.
+    """
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        import fluidsynth
+    if buffer.getvalue().strip():
+        logger.debug("pyfluidsynth: %s", buffer.getvalue().strip())
+    return fluidsynth
