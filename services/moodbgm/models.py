@@ -6,7 +6,11 @@ Nothing is loaded at import time and there is no global instance.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from moodbgm.config import Settings
@@ -22,15 +26,46 @@ log = logging.getLogger(__name__)
 
 
 class Models:
+    """Each model is built once, on first use or ahead of it by ``preload`` (in a background thread).
+
+    A model that failed to build raises the same error at every use, preloaded or not.
+    """
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
 
-    def _get(self, key: str, build: Any) -> Any:
-        if key not in self._cache:
+    def _get(self, key: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            future = self._cache.get(key)
+            owner = future is None
+            if future is None:
+                future = self._cache[key] = Future()
+        if owner:
             log.info("loading %s", key)
-            self._cache[key] = build()
-        return self._cache[key]
+            try:
+                future.set_result(build())
+            except BaseException as e:
+                future.set_exception(e)
+        return future.result()
+
+    def preload(self, *names: str) -> threading.Thread:
+        """Build the named models (method names, e.g. "transcriber") in a background thread.
+
+        The loading overlaps with work in native code (ffmpeg, ONNX runtimes); errors surface when
+        the model is used.
+        """
+        getters = [getattr(self, n) for n in names]
+
+        def load() -> None:
+            for get in getters:
+                with contextlib.suppress(Exception):  # kept in the future, raised at use
+                    get()
+
+        thread = threading.Thread(target=load, name="moodbgm-preload", daemon=True)
+        thread.start()
+        return thread
 
     def transcriber(self) -> Transcriber:
         from moodbgm.stt import build_transcriber

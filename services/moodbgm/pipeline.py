@@ -51,6 +51,8 @@ STAGES: tuple[Stage, ...] = (
 )
 BY_NAME = {s.name: s for s in STAGES}
 TIMELINE_OVERRIDE = "timeline.override.json"
+MODEL_OF = {"separate": "separator", "stt": "transcriber", "emotion": "classifier", "mix": "speech_detector"}
+"""The ``Models`` getter each stage uses (preloaded by ``run_job`` while earlier stages run)."""
 
 
 def stage_options(stage: str, options: JobOptions, models: Models) -> dict[str, Any]:
@@ -129,6 +131,9 @@ def overall_progress(stage: str, fraction: float) -> float:
 def run_job(job: JobDir, models: Models, progress: StageProgress | None = None) -> JobDir:
     """All stages in order; marks the record done or failed (with the error in plain words)."""
     job.update(status="running", error=None, versions=versions())
+    record = job.read()
+    todo = [s.name for s in STAGES if s.name not in record.get("stages", {})]
+    models.preload(*(MODEL_OF[s] for s in todo if s in MODEL_OF))
     try:
         for stage in STAGES:
             run_stage(job, stage.name, models, progress)
