@@ -12,7 +12,7 @@ from scipy import signal
 
 from moodbgm.files import read_wav, write_wav
 from moodbgm.loudness import LoudnessMeter, TruePeakLimiter, TruePeakMeter
-from moodbgm.mix import MixOptions, duck_curve, duck_gain, mix, mix_files
+from moodbgm.mix import MixOptions, duck_curve, duck_gain, gate_curve, mix, mix_files
 from moodbgm.sample import old_music, speak
 
 SR = 48_000
@@ -201,3 +201,38 @@ def test_limiter_is_transparent_below_and_holds_the_ceiling_above() -> None:
     meter.push(y)
     assert meter.dbtp() <= -1.0 + 1e-3
     assert lim.max_reduction_db > 6.0
+
+
+def test_voice_residue_is_gated_outside_speech(music: np.ndarray) -> None:
+    """What the voice isolation lets through between utterances (a tone here) is gated down."""
+    t = np.arange(N) / SR
+    residue = (0.1 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)  # above the music's band
+    res = mix(residue, music, SPANS)
+    high = _band(res.audio.astype(np.float64), 2000.0, None)
+    speech = np.mean([_db(high[sl]) for sl in _inside(SPANS)])
+    # gaps away from the gate's padding (250 ms) and its 150 ms closing
+    quiet = [slice(int(a * SR), int(b * SR)) for a, b in ((0.1, 1.0), (4.5, 5.5), (9.0, 10.0))]
+    gaps = np.mean([_db(high[sl]) for sl in quiet])
+    assert speech - gaps >= 27.0  # the 30 dB gate
+
+
+def test_without_speech_the_output_is_the_music(music: np.ndarray) -> None:
+    t = np.arange(N) / SR
+    residue = (0.1 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
+    res = mix(residue, music, [])
+    out = res.audio.astype(np.float64)
+    assert abs(res.report.integrated_lufs - (-16.0)) < 0.5
+    assert _db(_band(out, 2000.0, None)) - _db(out) < -25.0  # the residue is 30 dB under the music
+    corr = np.corrcoef(out[:, 0], music[:, 0])[0, 1]
+    assert corr > 0.99
+
+
+def test_gate_curve_opens_before_speech_and_closes_after() -> None:
+    opts = MixOptions(gate_db=30.0, gate_pad_ms=250.0)
+    curve = gate_curve([(2.0, 3.0)], 5 * SR, SR, opts)  # dB at 100 Hz
+    assert curve[100] == pytest.approx(-30.0, abs=0.1)  # 1.0 s: closed
+    assert curve[190] == pytest.approx(0.0, abs=0.5)  # 1.9 s: opened inside the padding
+    assert curve[250] == pytest.approx(0.0, abs=0.1)  # speech
+    assert curve[450] == pytest.approx(-30.0, abs=0.5)  # 4.5 s: closed again
+    with pytest.raises(ValueError, match="gate_db"):
+        MixOptions(gate_db=-1.0)

@@ -181,3 +181,21 @@ def test_failed_run_leaves_no_final_outputs_and_resumes(sample: SampleInfo, tmp_
     assert r.returncode == 0, r.stderr
     assert (out / "output.mp4").exists()
     assert (out / "transcript.json").stat().st_mtime_ns == transcript_mtime  # finished work is kept
+
+
+@pytest.mark.parametrize("name", ["av.mp4", "video_only.mp4"])
+def test_video_without_speech_gets_the_new_music_only(media_dir: Path, tmp_path: Path, name: str) -> None:
+    """No speech (a 440 Hz tone) or no audio at all: one neutral section, and the output is the bed."""
+    out = tmp_path / "job"
+    r = run_cli("run", str(media_dir / name), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert read_json(out / "transcript.json")["phrases"] == []
+    assert [s["emotion"] for s in read_json(out / "timeline.json")["sections"]] == ["neutral"]
+    result = media.load_audio(out / "output.mp4", sample_rate=SR)
+    bgm, _ = read_wav(out / "bgm.wav")
+    n = min(len(result), len(bgm)) - SR // 2
+    assert _corr(result[SR // 2 : n], bgm[SR // 2 : n].mean(axis=1)) > 0.95
+    if name == "av.mp4":  # the old tone is gone
+        spectrum = np.abs(np.fft.rfft(result[: 4 * SR]))
+        tone = spectrum[(437 * 4) : (443 * 4)].max()
+        assert tone < 0.05 * spectrum.max()

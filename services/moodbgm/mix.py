@@ -4,7 +4,10 @@ block-wise file driver built on them).
 1. The music is ducked under speech: a control-rate (100 Hz) gain curve from the speech spans, started
    ``lookahead_ms`` before each span, smoothed with attack/release (``duck_curve``, ``duck_gain``).
 2. The music bed is set ``music_level_db`` LU relative to the voice's loudness (in the gaps; under
-   speech it is a further ``duck_db`` lower). The voice is left untouched: full band, no filtering.
+   speech it is a further ``duck_db`` lower). The voice is full band, never filtered; outside the
+   speech spans (padded by ``gate_pad_ms``) it is gated down by ``gate_db``, because what the voice
+   isolation lets through there is residue of the old soundtrack (tones, music it took for voice).
+   With no speech at all the music is simply normalised (there is no voice to set it against).
 3. The sum is normalised to ``target_lufs`` (BS.1770 integrated) and a look-ahead true-peak limiter
    keeps it under ``true_peak_db`` (4x oversampled).
 
@@ -58,6 +61,8 @@ class MixOptions:
     music_level_db: float = -7.0  # bed loudness relative to the voice (LU); -18 LU under speech
     target_lufs: float = -16.0
     true_peak_db: float = -1.0
+    gate_db: float = 30.0  # voice attenuation outside speech
+    gate_pad_ms: float = 250.0  # the gate opens this long before speech and closes this long after
     limiter_release_ms: float = 80.0
     limiter_lookahead_ms: float = 5.0
 
@@ -73,6 +78,10 @@ class MixOptions:
             raise ValueError(f"MixOptions: music_level_db must be in [-40, 20], got {self.music_level_db}")
         if not -40.0 <= self.target_lufs <= -5.0:
             raise ValueError(f"MixOptions: target_lufs must be in [-40, -5], got {self.target_lufs}")
+        if not 0.0 <= self.gate_db <= 80.0:
+            raise ValueError(f"MixOptions: gate_db must be in [0, 80], got {self.gate_db}")
+        if not 0.0 <= self.gate_pad_ms <= 2000.0:
+            raise ValueError(f"MixOptions: gate_pad_ms must be in [0, 2000], got {self.gate_pad_ms}")
         if not -12.0 <= self.true_peak_db <= 0.0:
             raise ValueError(f"MixOptions: true_peak_db must be in [-12, 0], got {self.true_peak_db}")
 
@@ -108,20 +117,39 @@ def duck_curve(speech: Sequence[Span], n_samples: int, sample_rate: int, options
     ahead = options.lookahead_ms / 1000.0
     early = [(max(0.0, s - ahead), e) for s, e in speech]
     target = np.where(spans_to_mask(early, frames, CONTROL_RATE), -options.duck_db, 0.0)
+    return _smooth(target, down_ms=options.attack_ms, up_ms=options.release_ms)
+
+
+def gate_curve(speech: Sequence[Span], n_samples: int, sample_rate: int, options: MixOptions) -> np.ndarray:
+    """Voice gain in dB at ``CONTROL_RATE``: 0 over the padded speech spans, ``-gate_db`` elsewhere.
+
+    It opens fast (10 ms) inside the padding before speech and closes slowly (150 ms) after it.
+    """
+    if sample_rate % CONTROL_RATE:
+        raise ValueError(f"sample rate must be a multiple of {CONTROL_RATE} Hz, got {sample_rate}")
+    frames = n_samples // (sample_rate // CONTROL_RATE) + 2
+    pad = options.gate_pad_ms / 1000.0
+    padded = [(max(0.0, s - pad), e + pad) for s, e in speech]
+    target = np.where(spans_to_mask(padded, frames, CONTROL_RATE), 0.0, -options.gate_db)
+    return _smooth(target, down_ms=150.0, up_ms=10.0)
+
+
+def _smooth(target: np.ndarray, down_ms: float, up_ms: float) -> np.ndarray:
+    """One-pole smoothing of a dB control curve, with separate time constants down and up."""
     dt = 1.0 / CONTROL_RATE
-    a_att = math.exp(-dt / (options.attack_ms / 1000.0))
-    a_rel = math.exp(-dt / (options.release_ms / 1000.0))
-    out = np.empty(frames)
-    g = float(target[0]) if frames else 0.0
+    a_down = math.exp(-dt / (down_ms / 1000.0))
+    a_up = math.exp(-dt / (up_ms / 1000.0))
+    out = np.empty(len(target))
+    g = float(target[0]) if len(target) else 0.0
     for k, t in enumerate(target.tolist()):
-        a = a_att if t < g else a_rel
+        a = a_down if t < g else a_up
         g = a * g + (1.0 - a) * t
         out[k] = g
     return out
 
 
 def duck_gain(curve_db: np.ndarray, start: int, n: int, sample_rate: int) -> np.ndarray:
-    """Linear music gain for samples ``start .. start + n`` (interpolated from the control curve)."""
+    """Linear gain for samples ``start .. start + n``, interpolated from a control curve (duck or gate)."""
     hop = sample_rate // CONTROL_RATE
     pos = (start + np.arange(n)) / hop
     return np.power(10.0, np.interp(pos, np.arange(len(curve_db)), curve_db) / 20.0)
@@ -191,6 +219,7 @@ def _mix_blocks(
         log.warning("speech spans given without a voice track; no ducking")
         speech = ()
     curve = duck_curve(speech, n, sample_rate, options)
+    gate = gate_curve(speech, n, sample_rate, options)
 
     # pass 1: K-weighted energies per 100 ms segment
     kv, km, kd = KWeighting(sample_rate, 1), KWeighting(sample_rate, 2), KWeighting(sample_rate, 2)
@@ -199,12 +228,17 @@ def _mix_blocks(
         m = music.read(start, min(block, n - start))
         dm = m * duck_gain(curve, start, len(m), sample_rate)[:, None]
         fm, fd = km.push(m), kd.push(dm)
-        fv = kv.push(voice.read(start, len(m))[:, None])[:, 0] if voice is not None else np.zeros(len(m))
+        fv = (
+            kv.push(_gated(voice, gate, start, len(m), sample_rate)[:, None])[:, 0]
+            if voice is not None
+            else np.zeros(len(m))
+        )
         seg.push(np.stack([2 * fv * fv, (fm * fm).sum(1), (fd * fd).sum(1), fv * fd.sum(1)], axis=1))
     s = seg.means()
     voice_lufs = gated_loudness(s[:, 0]) if voice is not None else -math.inf
     music_lufs = gated_loudness(s[:, 1])
-    gm_db = music_gain_db(voice_lufs, music_lufs, options)
+    # no speech: the gated voice is residue, not a level to set the music against
+    gm_db = music_gain_db(voice_lufs if len(speech) else -math.inf, music_lufs, options)
     gm = undb(gm_db)
     mix_lufs = gated_loudness(s[:, 0] + 2 * gm * s[:, 3] + gm * gm * s[:, 2])
     if math.isfinite(mix_lufs):
@@ -226,7 +260,9 @@ def _mix_blocks(
     slope = 1.0
     tried: tuple[float, float] | None = None
     for attempt in range(1, MAX_RENDER_PASSES + 1):
-        rendered = _render(voice, music, curve, undb(gm_db), undb(gain_db), sample_rate, options, block, sink)
+        rendered = _render(
+            voice, music, curve, gate, undb(gm_db), undb(gain_db), sample_rate, options, block, sink
+        )
         miss = options.target_lufs - rendered.lufs
         if not math.isfinite(miss) or abs(miss) <= LUFS_TOLERANCE or attempt == MAX_RENDER_PASSES:
             break
@@ -252,6 +288,10 @@ def _mix_blocks(
     return MixResult(audio=rendered.audio, report=report)
 
 
+def _gated(voice: _Reader, gate: np.ndarray, start: int, n: int, sample_rate: int) -> np.ndarray:
+    return voice.read(start, n) * duck_gain(gate, start, n, sample_rate)
+
+
 @dataclass(frozen=True)
 class _Rendered:
     audio: np.ndarray  # empty when written to a file
@@ -264,6 +304,7 @@ def _render(
     voice: _Reader | None,
     music: _Reader,
     curve: np.ndarray,
+    gate: np.ndarray,
     gm: float,
     gn: float,
     sample_rate: int,
@@ -302,7 +343,7 @@ def _render(
             m = music.read(start, min(block, n - start))
             y = (gn * gm) * m * duck_gain(curve, start, len(m), sample_rate)[:, None]
             if voice is not None:
-                y += gn * voice.read(start, len(m))[:, None]
+                y += gn * _gated(voice, gate, start, len(m), sample_rate)[:, None]
             emit(limiter.push(y))
         emit(limiter.finish())
     audio = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.float32)
