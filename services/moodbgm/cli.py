@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +50,22 @@ class _Bar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+@contextlib.contextmanager
+def _spinner(enabled: bool, label: str) -> Iterator[None]:
+    """A spinner with elapsed time on stderr while something without progress runs."""
+    from tqdm import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=label, bar_format="{desc} {elapsed}", disable=not enabled) as bar:
+        ticker = threading.Thread(target=lambda: [bar.refresh() for _ in iter(lambda: done.wait(0.2), True)])
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -155,7 +173,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     settings = _settings(args)
     backend = args.backend or settings.emotion_backend
     model = args.model or (settings.emotion_model if backend == "transformers" else None)
-    classifier = build_classifier(backend, model)
+    with _spinner(not args.quiet and sys.stderr.isatty(), "loading the emotion model"):
+        classifier = build_classifier(backend, model)
     lines = [ln.strip() for ln in sys.stdin]
     texts = [t for t in lines if t]
     for scores in classifier.classify(texts) if texts else []:
@@ -181,8 +200,12 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     if args.timeline is not None:
         _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)
     models = Models(_settings(args))
-    for stage in ("emotion", "timeline", "report"):
-        run_stage(job, stage, models)
+    bar = _Bar(not args.quiet)
+    try:
+        for stage in ("emotion", "timeline", "report"):
+            run_stage(job, stage, models, progress=bar.stage)
+    finally:
+        bar.close()
     for name in ("emotions.json", "timeline.json", "timeline.png"):
         print(job.path(name))
     return 0
