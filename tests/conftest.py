@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,14 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     fs = (d / "faststart.mp4").read_bytes()
     (d / "truncated_faststart.mp4").write_bytes(fs[: len(fs) // 2])  # index first, data cut short
     return d
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Small tensors: one torch thread is faster, and far faster on a shared, oversubscribed CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from helpers import timeline
 from moodbgm.generate.base import GenerateOptions
 from moodbgm.generate.composer import compose, plan_sections, score_to_midi
 from moodbgm.generate.composer.harmony import parse_chord
@@ -21,14 +22,6 @@ from moodbgm.types import EMOTIONS, Section, Timeline
 
 def one(emotion: str, seconds: float = 40.0) -> Timeline:
     return Timeline(seconds, (Section(0.0, seconds, emotion),))
-
-
-def timeline(*spans: tuple[float, str]) -> Timeline:
-    sections, t = [], 0.0
-    for length, emotion in spans:
-        sections.append(Section(t, t + length, emotion))
-        t += length
-    return Timeline(t, tuple(sections))
 
 
 def midi_of(tl: Timeline, seed: int = 0, style: str = "cinematic") -> pretty_midi.PrettyMIDI:

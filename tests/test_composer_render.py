@@ -9,21 +9,14 @@ import numpy as np
 import pretty_midi
 import pytest
 
+from helpers import timeline
 from moodbgm.config import DEFAULT_SOUNDFONT
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import STYLES, GenerateOptions
 from moodbgm.generate.composer import ComposerGenerator, compose, render
-from moodbgm.types import SAMPLE_RATE, MusicBed, Section, Timeline
+from moodbgm.types import SAMPLE_RATE, MusicBed, Timeline
 
 pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(), reason="FluidR3 GM SoundFont not installed")
-
-
-def timeline(*spans: tuple[float, str]) -> Timeline:
-    sections, t = [], 0.0
-    for length, emotion in spans:
-        sections.append(Section(t, t + length, emotion))
-        t += length
-    return Timeline(t, tuple(sections))
 
 
 def db(x: np.ndarray) -> float:

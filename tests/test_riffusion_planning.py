@@ -9,16 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import timeline
 from moodbgm.generate.riffusion.planning import ClipPlan, plan_clips
-from moodbgm.types import EMOTIONS, Section, Timeline
-
-
-def timeline(*spans: tuple[float, str]) -> Timeline:
-    sections, t = [], 0.0
-    for length, emotion in spans:
-        sections.append(Section(t, t + length, emotion))
-        t += length
-    return Timeline(t, tuple(sections))
+from moodbgm.types import EMOTIONS, Timeline
 
 
 @st.composite

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from moodbgm.generate.spectrogram import (
@@ -22,13 +21,7 @@ from moodbgm.generate.spectrogram import (
 SR = 44_100
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():  # type: ignore[no-untyped-def]
-    """Small tensors: one thread is faster, and far faster on a shared, oversubscribed CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tone_mix(seconds: float, sr: int = SR) -> np.ndarray:
