@@ -19,6 +19,7 @@ from moodbgm.errors import InputError
 
 if TYPE_CHECKING:
     from moodbgm.jobs import JobOptions
+    from moodbgm.types import Transcript
 
 log = logging.getLogger("moodbgm")
 
@@ -162,9 +163,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lines(transcript: object) -> str:
-    phrases = getattr(transcript, "phrases", ())
-    return "".join(f"[{p.start:.2f} - {p.end:.2f}] {p.text}\n" for p in phrases)
+def _lines(transcript: Transcript) -> str:
+    return "".join(f"[{p.start:.2f} - {p.end:.2f}] {p.text}\n" for p in transcript.phrases)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -51,6 +51,16 @@ def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int)
     return Path(path)
 
 
+def write_silence(
+    path: str | os.PathLike[str], frames: int, sample_rate: int, channels: int, block: int = 1 << 20
+) -> Path:
+    """A float WAV of ``frames`` zero samples, written in blocks (flat memory) and atomically."""
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", sample_rate, channels, subtype="FLOAT") as f:
+        for start in range(0, frames, block):
+            f.write(np.zeros((min(block, frames - start), channels), dtype=np.float32))
+    return Path(path)
+
+
 def read_wav(path: str | os.PathLike[str], always_2d: bool = False) -> tuple[np.ndarray, int]:
     """A WAV file as float32 ``(n,)`` / ``(n, channels)`` and its sample rate."""
     audio, sr = sf.read(str(path), dtype="float32", always_2d=always_2d)

@@ -99,9 +99,6 @@ class JobDir:
         self.write(record)
         return record
 
-    def options(self) -> JobOptions:
-        return JobOptions.from_dict(self.read().get("options", {}))
-
     def files(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if p.is_file() and not p.name.startswith("."))
 

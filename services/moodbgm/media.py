@@ -17,7 +17,6 @@ from typing import Any
 
 import ffmpeg
 import numpy as np
-import soundfile as sf
 
 from moodbgm.errors import (
     EmptyMediaError,
@@ -27,7 +26,7 @@ from moodbgm.errors import (
     NoVideoStreamError,
     TruncatedMediaError,
 )
-from moodbgm.files import atomic_path
+from moodbgm.files import atomic_path, write_silence
 from moodbgm.types import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -211,28 +210,21 @@ def extract_audio(
     """
     info = probe(src)
     n = round(info.duration * sample_rate)
+    if info.audio is None:
+        return write_silence(out_wav, n, sample_rate, channels=2)
     with atomic_path(out_wav) as tmp:
-        if info.audio is None:
-            _write_silence(tmp, n, sample_rate)
-        else:
-            graph = ffmpeg.input(info.path).output(
-                str(tmp),
-                map="0:a:0",
-                ac=2,
-                ar=sample_rate,
-                acodec="pcm_f32le",
-                af="apad",
-                t=f"{n / sample_rate:.6f}",
-                f="wav",
-            )
-            _run(graph.overwrite_output(), info.path, "extract the audio")
+        graph = ffmpeg.input(info.path).output(
+            str(tmp),
+            map="0:a:0",
+            ac=2,
+            ar=sample_rate,
+            acodec="pcm_f32le",
+            af="apad",
+            t=f"{n / sample_rate:.6f}",
+            f="wav",
+        )
+        _run(graph.overwrite_output(), info.path, "extract the audio")
     return Path(out_wav)
-
-
-def _write_silence(path: Path, frames: int, sample_rate: int, block: int = 1 << 20) -> None:
-    with sf.SoundFile(str(path), "w", sample_rate, 2, subtype="FLOAT", format="WAV") as f:
-        for start in range(0, frames, block):
-            f.write(np.zeros((min(block, frames - start), 2), dtype=np.float32))
 
 
 def load_audio(path: str | os.PathLike[str], sample_rate: int = 16_000, mono: bool = True) -> np.ndarray:

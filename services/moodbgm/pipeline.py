@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import soundfile as sf
+
 from moodbgm import __version__, media
 from moodbgm.errors import CancelledError, InputError
-from moodbgm.files import read_json, write_json, write_wav
+from moodbgm.files import read_json, write_json, write_silence, write_wav
 from moodbgm.jobs import JobDir, JobOptions
 from moodbgm.models import Models
 from moodbgm.types import EmotionScores, Timeline, Transcript
@@ -179,10 +181,8 @@ def _media_info(job: JobDir) -> dict[str, Any]:
 
 def _separate(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
     if _media_info(job)["audio"] is None:  # no soundtrack: the voice is silence of the same length
-        from moodbgm.files import read_wav
-
-        audio, sr = read_wav(job.path("audio.wav"))
-        write_wav(job.path("voice.wav"), audio[:, 0] * 0.0, sr)
+        info = sf.info(str(job.path("audio.wav")))
+        write_silence(job.path("voice.wav"), info.frames, info.samplerate, channels=1)
         return
     models.separator().separate_file(job.path("audio.wav"), job.path("voice.wav"), progress=report)
 
