@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 from cloudcoil.models.keda.v1alpha1 import ScaledObject
 
+from helpers import render_overlay
 from moodbgm.scale import QUEUES, QUEUES_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,16 +30,7 @@ Doc = dict[str, Any]
 
 
 def _render(overlay: str) -> list[Doc]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return render_overlay(overlay)
 
 
 @pytest.fixture(scope="module")

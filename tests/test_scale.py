@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from helpers import render_overlay
 from moodbgm import scale
 from moodbgm.scale import ScaleError, ScaleResult, main, scale_queue
 
@@ -175,20 +174,10 @@ async def test_scale_finds_the_deployment_in_the_rendered_manifests(
     kmock: kmock.RawHandler, overlay: str, queue: str, expected: str
 ) -> None:
     """The annotation contract between k8s/ and scale.py: served from the real rendered Deployments."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (with its built-in kustomize) is not installed")
-    rendered = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
     workers = [
         doc
-        for doc in yaml.safe_load_all(rendered)
-        if doc
-        and doc["kind"] == "Deployment"
+        for doc in render_overlay(overlay)
+        if doc["kind"] == "Deployment"
         and doc["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
     ]
     kmock[f"get {DEPLOYMENTS}"] << json.loads(json.dumps(_deployment_list(*workers)))
