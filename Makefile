@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 sample: setup
-	@test -f $(SAMPLE) || $(PY) -m moodbgm.sample $(SAMPLE)
+	@test -f $(SAMPLE) || $(PY) -m devtools.sample $(SAMPLE)
 
 demo: sample
 	$(VENV)/bin/moodbgm run $(SAMPLE) -o $(DEMO_OUT)
@@ -47,13 +47,13 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 bench: sample
-	$(PY) -m moodbgm.bench --sample $(SAMPLE) -o bench-results/bench.json
+	$(PY) -m devtools.bench --sample $(SAMPLE) -o bench-results/bench.json
 
 bench-serve: sample
-	$(PY) -m moodbgm.bench --only serve --sample $(SAMPLE) -o bench-results/bench-serve.json
+	$(PY) -m devtools.bench --only serve --sample $(SAMPLE) -o bench-results/bench-serve.json
 
 bench-gpu: setup
-	$(PY) services/scripts/bench_gpu.py --out bench-results/gpu.json
+	$(PY) services/devtools/bench_riffusion_gpu.py --out bench-results/gpu.json
 
 lora-smoke: setup
 	$(PY) -m lora.smoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,15 @@ import yaml
 from moodbgm.types import Section, Timeline
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The real Redis the tests use; MOODBGM_TEST_REDIS (e.g. redis://127.0.0.1:6390) points a run at another
+# server so that two checkouts can run their suites side by side. Each module takes its own DB number.
+TEST_REDIS = os.environ.get("MOODBGM_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+
+
+def redis_url(db: int) -> str:
+    """The URL of DB ``db`` on the test Redis."""
+    return f"{TEST_REDIS}/{db}"
 
 
 def timeline(*spans: tuple[float, str]) -> Timeline:

@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 
 from moodbgm.api.app import create_app
 from moodbgm.config import Settings
-from moodbgm.worker.local import free_port
+from devtools.local import free_port
+from helpers import redis_url
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 
 
 @pytest.fixture(scope="module", autouse=True)

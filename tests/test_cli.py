@@ -81,7 +81,7 @@ def test_missing_riffusion_weights_fail_fast(media_dir: Path, tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from moodbgm.sample import make_sample
+    from devtools.sample import make_sample
 
     return make_sample(tmp_path_factory.mktemp("spoken") / "clip.mp4", scale=0.15).video
 

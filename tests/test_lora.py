@@ -166,7 +166,7 @@ def test_saved_lora_equals_trained_adapter_in_riffusion_pipeline(smoke: tuple[Pa
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_bench_gpu_needs_cuda_unless_tiny(capsys: pytest.CaptureFixture[str]) -> None:
-    from lora.bench_gpu import main
+    from devtools.bench_lora_gpu import main
 
     assert main([]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
@@ -174,7 +174,7 @@ def test_bench_gpu_needs_cuda_unless_tiny(capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.slow
 def test_bench_gpu_tiny_reports_metrics(tmp_path: Path) -> None:
-    from lora.bench_gpu import main
+    from devtools.bench_lora_gpu import main
 
     out = tmp_path / "bench.json"
     assert (

@@ -19,7 +19,7 @@ import pytest
 from moodbgm import media
 from moodbgm.files import read_json, read_wav
 from moodbgm.models import Models
-from moodbgm.sample import SampleInfo, make_sample
+from devtools.sample import SampleInfo, make_sample
 from moodbgm.types import EMOTIONS
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from moodbgm import media
 from moodbgm.files import read_wav
-from moodbgm.sample import (
+from devtools.sample import (
     SENTENCE_PAUSE,
     SampleInfo,
     ScriptLine,

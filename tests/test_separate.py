@@ -11,7 +11,7 @@ from scipy import signal
 
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
 from moodbgm.files import read_wav, write_wav
-from moodbgm.sample import old_music, pink_noise, speak
+from devtools.sample import old_music, pink_noise, speak
 from moodbgm.separate import (
     DeepFilterNetSeparator,
     PassthroughSeparator,

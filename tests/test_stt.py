@@ -12,7 +12,7 @@ import pytest
 
 from moodbgm import media
 from moodbgm.errors import InputError, ModelNotFoundError
-from moodbgm.sample import SampleInfo, make_sample
+from devtools.sample import SampleInfo, make_sample
 from moodbgm.stt import (
     FasterWhisperTranscriber,
     Transcriber,

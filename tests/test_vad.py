@@ -10,7 +10,7 @@ from scipy import signal
 
 from moodbgm.errors import MediaError, ModelNotFoundError
 from moodbgm.files import write_wav
-from moodbgm.sample import old_music, pink_noise, speak
+from devtools.sample import old_music, pink_noise, speak
 from moodbgm.vad import (
     VAD_RATE,
     SpeechDetector,

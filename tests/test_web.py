@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from moodbgm.sample import make_sample
-from moodbgm.worker.local import LocalProcess, free_port, start_api, start_worker
+from devtools.sample import make_sample
+from devtools.local import LocalProcess, free_port, start_api, start_worker
+from helpers import redis_url
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = redis_url(13)
 FLAGS = [
     "--headless",
     "--no-sandbox",

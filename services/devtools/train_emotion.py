@@ -1,7 +1,7 @@
 """Train the embedded emotion head from the hand-written corpus, reproducibly.
 
-    .venv/bin/python services/scripts/train_emotion.py            # writes head + metrics
-    .venv/bin/python services/scripts/train_emotion.py --check    # only validate the corpus
+    .venv/bin/python services/devtools/train_emotion.py            # writes head + metrics
+    .venv/bin/python services/devtools/train_emotion.py --check    # only validate the corpus
 
 Reads ``services/moodbgm/data/emotion_corpus.jsonl`` ({"text", "label", "split"}), checks it (labels,
 3-30 words, >= 250 lines per label, a stratified held-out split of >= 20%, no exact or near duplicates:

@@ -1,7 +1,7 @@
 """Remix benchmark: voice isolation + VAD + mix over the demo sample's soundtrack.
 
 Speed: ``separate_s``, ``vad_s``, ``mix_s`` and ``rtf`` (their sum over the duration). Quality, when
-the sample's stems are next to it (``<name>.json`` from ``moodbgm.sample``): the isolated voice's
+the sample's stems are next to it (``<name>.json`` from ``devtools.sample``): the isolated voice's
 SI-SDR against the clean voice stem (and the soundtrack's, for reference), the music's drop in the
 pauses, and how much of the script's speech the VAD covers. The music bed is the sample generator's
 synthetic music (not timed).
@@ -18,7 +18,7 @@ import numpy as np
 from moodbgm import media
 from moodbgm.files import read_wav, write_wav
 from moodbgm.mix import MixOptions, mix_files
-from moodbgm.sample import load_sample_info, old_music
+from devtools.sample import load_sample_info, old_music
 from moodbgm.separate import DeepFilterNetSeparator, downmix
 from moodbgm.vad import SpeechDetector
 

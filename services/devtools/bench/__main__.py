@@ -1,4 +1,4 @@
-"""``python -m moodbgm.bench``: run every area's benchmark in its own process, write one JSON file.
+"""``python -m devtools.bench``: run every area's benchmark in its own process, write one JSON file.
 
 Each area module in this package exposes ``run(sample: Path, workdir: Path) -> dict``. The harness
 adds the wall time and the peak RSS of the child process that ran it.
@@ -22,11 +22,11 @@ from typing import Any
 from moodbgm.files import write_json
 
 AREAS = ("stt", "emotion", "timeline", "composer", "remix", "pipeline", "serve")
-log = logging.getLogger("moodbgm.bench")
+log = logging.getLogger("devtools.bench")
 
 
 def _child(area: str, sample: Path, workdir: Path, out: Path) -> None:
-    module = importlib.import_module(f"moodbgm.bench.{area}")
+    module = importlib.import_module(f"devtools.bench.{area}")
     t0 = time.perf_counter()
     result = module.run(sample, workdir)
     result["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -36,7 +36,7 @@ def _child(area: str, sample: Path, workdir: Path, out: Path) -> None:
 
 def _run_area(area: str, sample: Path, workdir: Path) -> dict[str, Any]:
     out = workdir / f"{area}.result.json"
-    cmd = [sys.executable, "-m", "moodbgm.bench", "--child", area, "--sample", str(sample), "-o", str(out)]
+    cmd = [sys.executable, "-m", "devtools.bench", "--child", area, "--sample", str(sample), "-o", str(out)]
     proc = subprocess.run(cmd, cwd=Path.cwd(), check=False)
     if proc.returncode != 0 or not out.exists():
         return {"error": f"exit code {proc.returncode}"}
@@ -45,7 +45,7 @@ def _run_area(area: str, sample: Path, workdir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m moodbgm.bench")
+    p = argparse.ArgumentParser(prog="python -m devtools.bench")
     p.add_argument("--sample", type=Path, default=Path("samples/demo.mp4"))
     p.add_argument("-o", "--output", type=Path, default=Path("bench-results/bench.json"))
     p.add_argument("--only", nargs="*", choices=AREAS, help="areas to run (default: all)")

@@ -5,8 +5,8 @@ classifier-free guidance), each clip a 512x512 spectrogram interpolated between 
 two seeds, *including* VAE encode/decode and image -> audio (mel inversion + Griffin-Lim on the
 GPU), plus peak GPU memory. Random weights cost exactly what trained ones do.
 
-    python services/scripts/bench_gpu.py --out bench-results/gpu.json            # CUDA machine
-    python services/scripts/bench_gpu.py --tiny --out /tmp/gpu-smoke.json        # CPU smoke test
+    python services/devtools/bench_riffusion_gpu.py --out bench-results/gpu.json            # CUDA machine
+    python services/devtools/bench_riffusion_gpu.py --tiny --out /tmp/gpu-smoke.json        # CPU smoke test
 """
 
 from __future__ import annotations

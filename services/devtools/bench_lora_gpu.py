@@ -4,9 +4,9 @@ Runs the training step of ``lora.train`` (same ``training_loss``, same Accelerat
 to_q/to_k/to_v/to_out.0) on random 512x512 spectrogram-sized batches and reports steps/s, samples/s
 and peak GPU memory. Random weights cost exactly what trained ones do.
 
-    python -m lora.bench_gpu                                  # CUDA: batch 4, 512x512, fp16
-    python -m lora.bench_gpu --gradient-checkpointing --out bench-results/lora-gpu.json
-    python -m lora.bench_gpu --tiny --steps 2 --resolution 32 # CPU smoke test of the script
+    python -m devtools.bench_lora_gpu                                  # CUDA: batch 4, 512x512, fp16
+    python -m devtools.bench_lora_gpu --gradient-checkpointing --out bench-results/lora-gpu.json
+    python -m devtools.bench_lora_gpu --tiny --steps 2 --resolution 32 # CPU smoke test of the script
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lora.bench_gpu", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m devtools.bench_lora_gpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--resolution", type=int, default=512)

@@ -13,7 +13,7 @@ emotions, cut times, stem paths) is returned as ``SampleInfo`` and written to ``
 the video; the stems (mono float WAVs at 48 kHz whose sum is the soundtrack on both channels) go to
 ``<name>.stems/``.
 
-Run: ``python -m moodbgm.sample OUT.mp4 [--duration-scale F] [--seed N]``.
+Run: ``python -m devtools.sample OUT.mp4 [--duration-scale F] [--seed N]``.
 """
 
 from __future__ import annotations
@@ -439,7 +439,7 @@ def load_sample_info(json_path: Path) -> SampleInfo:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m moodbgm.sample", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.sample", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="output video (.mp4)")
     parser.add_argument("--duration-scale", type=float, default=1.0, help="fraction of the script, (0, 1]")
     parser.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,7 @@
 
 Measures throughput (jobs per minute), end-to-end latency per job (upload accepted -> done, p50/p95)
 and the API's ``GET /api/v1/jobs/{id}`` latency while the workers are busy (p50/p95; goal p95 < 50 ms).
-Clips are one-sentence ``moodbgm.sample`` videos (~4 s); the demo ``sample`` is not used (too long
+Clips are one-sentence ``devtools.sample`` videos (~4 s); the demo ``sample`` is not used (too long
 for 20 jobs on a small machine). Uses Redis DB 10 (flushed), tiny.en for speech.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import redis
 
-from moodbgm.sample import make_sample
-from moodbgm.worker.local import free_port, start_api, start_worker
+from devtools.sample import make_sample
+from devtools.local import free_port, start_api, start_worker
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ def run(sample: Path, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, video in (("sample", sample), ("ten_minutes", long_video)):
         result = workdir / f"{label}.json"
-        cmd = [sys.executable, "-m", "moodbgm.bench.pipeline", str(video), str(workdir / label), str(result)]
+        cmd = [sys.executable, "-m", "devtools.bench.pipeline", str(video), str(workdir / label), str(result)]
         subprocess.run(cmd, check=True)
         out[label] = json.loads(result.read_text())
     out["rss_ratio_10min_vs_sample"] = round(
