@@ -10,10 +10,10 @@ import pyloudnorm as pyln
 import pytest
 from scipy import signal
 
+from devtools.sample import old_music, speak
 from moodbgm.files import read_wav, write_wav
 from moodbgm.loudness import LoudnessMeter, TruePeakLimiter, TruePeakMeter
 from moodbgm.mix import MixOptions, duck_curve, duck_gain, gate_curve, mix, mix_files
-from devtools.sample import old_music, speak
 
 SR = 48_000
 N = 10 * SR

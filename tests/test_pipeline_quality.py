@@ -16,10 +16,10 @@ import jiwer
 import numpy as np
 import pytest
 
+from devtools.sample import SampleInfo, make_sample
 from moodbgm import media
 from moodbgm.files import read_json, read_wav
 from moodbgm.models import Models
-from devtools.sample import SampleInfo, make_sample
 from moodbgm.types import EMOTIONS
 
 pytestmark = pytest.mark.slow

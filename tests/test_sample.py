@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodbgm import media
-from moodbgm.files import read_wav
 from devtools.sample import (
     SENTENCE_PAUSE,
     SampleInfo,
@@ -19,6 +17,8 @@ from devtools.sample import (
     make_sample,
     speak,
 )
+from moodbgm import media
+from moodbgm.files import read_wav
 from moodbgm.types import EMOTIONS
 
 

@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
+from devtools.sample import old_music, pink_noise, speak
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
 from moodbgm.files import read_wav, write_wav
-from devtools.sample import old_music, pink_noise, speak
 from moodbgm.separate import (
     DeepFilterNetSeparator,
     PassthroughSeparator,

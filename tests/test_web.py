@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from devtools.sample import make_sample
 from devtools.local import LocalProcess, free_port, start_api, start_worker
+from devtools.sample import make_sample
 from helpers import redis_url
 
 pytestmark = pytest.mark.slow
