@@ -201,15 +201,15 @@ def process_track(track: Track, out_dir: Path, options: BuildOptions) -> TrackRe
         save_png(_codec(p).audio_to_image(crop, p.sample_rate), out_dir / "images" / name)
         records.append(_record(track, name, offset, options))
     if not records:
-        return _rejected(track, "silent", f"all {len(offsets)} crops below {options.min_rms_dbfs:g} dBFS "
-                         "(silent or DC only)")  # fmt: skip
+        reason = f"all {len(offsets)} crops below {options.min_rms_dbfs:g} dBFS (silent or DC only)"
+        return _rejected(track, "silent", reason, tuple(rejected))
     write_json(result_path, {"source": track.source, "records": records, "rejected": rejected})
     return TrackResult(track.source, tuple(records), tuple(rejected), reused)
 
 
-def _rejected(track: Track, kind: str, reason: str) -> TrackResult:
+def _rejected(track: Track, kind: str, reason: str, silent_crops: tuple[int, ...] = ()) -> TrackResult:
     logger.warning("%s: left out (%s): %s", track.source, kind, reason)
-    return TrackResult(track.source, (), (), 0, Reject(track.source, kind, reason))
+    return TrackResult(track.source, (), silent_crops, 0, Reject(track.source, kind, reason))
 
 
 def _worker_init() -> None:

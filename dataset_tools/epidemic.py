@@ -123,7 +123,9 @@ def _batches(parquet: Path, batch_rows: int) -> tuple[Iterator[tuple[int, dict[s
     """
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(parquet)
+    # buffered column reads: without them a column chunk of all row groups is read at once (measured:
+    # peak Arrow memory grew with the file, 38 -> 98 MB for 20 -> 80 MB of audio; flat 19 MB with these)
+    pf = pq.ParquetFile(parquet, buffer_size=1 << 20, pre_buffer=False)
     names = pf.schema_arrow.names
     cols = find_columns(names)
     if ("moods" not in cols and "emotion" not in cols) or ("audio" not in cols and "file" not in cols):
