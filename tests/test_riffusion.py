@@ -209,7 +209,7 @@ def test_lora_is_fused_at_load_and_matches_unfused(make_pipe, lora_dir: Path, tm
 
 
 def test_kohya_alpha_file_loads_to_the_same_weights(make_pipe, lora_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    """The trainer's second file carries ``.alpha`` keys (kohya layout); diffusers reads it as the same LoRA."""
+    """The trainer's second file has ``.alpha`` keys (kohya layout); diffusers reads the same LoRA."""
     from lora.checkpoints import KOHYA_WEIGHT_NAME, WEIGHT_NAME
     from safetensors import safe_open
 
@@ -218,7 +218,7 @@ def test_kohya_alpha_file_loads_to_the_same_weights(make_pipe, lora_dir: Path) -
         alphas = {float(f.get_tensor(k)) for k in keys if k.endswith(".alpha")}
         assert f.metadata() == {"ss_network_dim": "4", "ss_network_alpha": "8"}
     assert alphas == {8.0} and len([k for k in keys if k.endswith(".alpha")]) == len(keys) // 3
-    gens = [tiny_generator(make_pipe(), lora_path=lora_dir / name) for name in (WEIGHT_NAME, KOHYA_WEIGHT_NAME)]
+    gens = [tiny_generator(make_pipe(), lora_path=lora_dir / n) for n in (WEIGHT_NAME, KOHYA_WEIGHT_NAME)]
     assert gens[1].lora is not None and gens[1].lora.alpha == 8.0
     a, b = (dict(g.pipe.unet.named_parameters()) for g in gens)
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
@@ -320,8 +320,9 @@ def test_inference_prompts_are_captions_the_dataset_builder_writes(tmp_path: Pat
             name = f"{emotion}-{style}"
             prompts[name] = prompt
             sf.write(tmp_path / f"{name}.wav", np.zeros(100, np.float32), 44_100)
-            for key, value in (("track_id", name), ("moods", list(SYNTH_MOODS[emotion])),
-                               ("genres", [genre_of[style]]), ("bpm", tempos[0].bpm), ("file", f"{name}.wav")):  # fmt: skip
+            row = {"track_id": name, "moods": list(SYNTH_MOODS[emotion]), "genres": [genre_of[style]],
+                   "bpm": tempos[0].bpm, "file": f"{name}.wav"}  # fmt: skip
+            for key, value in row.items():
                 rows[key].append(value)
     pq.write_table(pa.table(rows), tmp_path / "Various.parquet")
     imported = import_epidemic([tmp_path / "Various.parquet"], tmp_path / "out")

@@ -152,6 +152,19 @@ def load_lora(pipe: RiffusionPipeline, path: Path, scale: float, fuse: bool = Tr
     return info
 
 
+def width_multiple(vae_blocks: int, unet_blocks: int) -> int:
+    """Image columns must be a multiple of this: the VAE's and the UNet's downsampling (SD-1.5: 64)."""
+    return int(2 ** (vae_blocks - 1) * 2 ** (unet_blocks - 1))
+
+
+def render_columns(options: RiffusionOptions, multiple: int) -> int:
+    """Image columns of a rendered clip: a slot plus the crossfade, rounded up to ``multiple``."""
+    p = options.params
+    clip_s = p.seconds_for(options.clip_width)
+    need = math.ceil((clip_s + options.crossfade_s) * p.sample_rate / p.hop_length - 1e-9)
+    return int(math.ceil(need / multiple) * multiple)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A timeline's clips, ready for the diffusion (``RiffusionGenerator.prepare``)."""
@@ -160,6 +173,10 @@ class Prepared:
     seeds: tuple[Image.Image, ...]
     scales: np.ndarray  # each seed image's amplitude scale
     requests: tuple[ClipRequest, ...]
+
+    def head(self, n: int) -> Prepared:
+        """The first ``n`` clips."""
+        return Prepared(self.plan[:n], self.seeds[:n], self.scales[:n], self.requests[:n])
 
 
 def composer_tempos(
@@ -239,9 +256,9 @@ class RiffusionGenerator:
         self.pipe = pipe
         self.device = torch.device(device)
         self.codec = SpectrogramCodec(o.params, device=self.device)
-        vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-        self._width_multiple = vae_factor * unet_factor
+        self._width_multiple = width_multiple(
+            len(pipe.vae.config.block_out_channels), len(pipe.unet.config.block_out_channels)
+        )
 
     @classmethod
     def load(
@@ -268,11 +285,8 @@ class RiffusionGenerator:
         return self.codec.params.seconds_for(self.options.clip_width)
 
     def render_width(self) -> int:
-        """Image columns of a rendered clip: a slot plus the crossfade, rounded up for the UNet."""
-        p = self.codec.params
-        need = math.ceil((self.clip_s + self.crossfade_s) * p.sample_rate / p.hop_length - 1e-9)
-        m = self._width_multiple
-        return int(math.ceil(need / m) * m)
+        """Image columns of a rendered clip (``render_columns``; Riffusion/SD-1.5: 576)."""
+        return render_columns(self.options, self._width_multiple)
 
     def requests(
         self, plan: Sequence[ClipPlan], options: GenerateOptions, tempos: Sequence[SectionTempo] = ()
