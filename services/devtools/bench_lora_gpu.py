@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from lora.train import add_lora, training_loss
 from lora.validation import default_prompts
 
