@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from devtools import bench_riffusion_gpu as bench
+from moodbgm.config import Settings
 from moodbgm.generate.riffusion.components import CONFIGS
 from moodbgm.generate.riffusion.generator import (
     RiffusionGenerator,
@@ -25,11 +26,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_full_size_options_are_the_generators() -> None:
     """Without --tiny the benchmark renders what the worker renders: 576 columns, 0.65, 50 steps, LoRA."""
     args = bench.parse_args(["--out", "x.json"])
-    options = bench.bench_options(args, 16, Path("lora"))
+    settings = Settings()
+    options = bench.bench_options(args, 16, Path("lora"), settings)
     defaults = RiffusionOptions()
-    assert options.steps == defaults.steps == 50 and options.strength == defaults.strength == 0.65
+    assert options.steps == settings.riffusion_steps == 50
+    assert options.strength == settings.riffusion_strength == 0.65
     assert options.params == defaults.params and options.clip_width == defaults.clip_width == 512
-    assert options.scheduler == defaults.scheduler and options.sdpa and options.fuse_lora
+    assert options.scheduler == settings.riffusion_scheduler and options.lora_scale == settings.lora_scale
+    assert options.sdpa and options.fuse_lora and options.crossfade_s == defaults.crossfade_s
     assert options.lora_path == Path("lora") and args.repeats >= 5 and args.dtype == "fp16"
     sd15 = CONFIGS["sd15"]
     multiple = width_multiple(len(sd15["vae"]["block_out_channels"]), len(sd15["unet"]["block_out_channels"]))
@@ -70,7 +74,7 @@ def test_tiny_mode_runs_the_generators_call_path(tmp_path: Path, monkeypatch: py
     assert [len(a[0].plan) for a, _ in calls["render_clips"][6:12]] == [2] * 6
     for (requests, latents), kw in calls["interpolate"]:
         assert kw["num_inference_steps"] == gen.options.steps == report["steps"] == 2
-        assert all(r.strength == RiffusionOptions().strength == report["strength"] for r in requests)
+        assert all(r.strength == Settings().riffusion_strength == report["strength"] for r in requests)
         assert latents.shape[-1] * 2 == gen.render_width() == report["image"][1]  # tiny VAE: 2x down
     prompts = {r.prompt_a for (requests, _), _ in calls["interpolate"] for r in requests}
     assert any("joyful" in p and "cinematic music" in p and p.endswith(" bpm") for p in prompts)

@@ -1,7 +1,8 @@
 """Riffusion throughput through the generator's own call path, without downloads.
 
-Builds a ``RiffusionGenerator`` the way the worker does (``RiffusionOptions`` defaults: 50 steps,
-strength 0.65, DPM-Solver++, clips of 512 columns rendered 576 wide with the crossfade, SDPA) on
+Builds a ``RiffusionGenerator`` the way the worker does (the configured ``Settings``: 50 steps,
+strength 0.65, DPM-Solver++, LoRA scale; clips of 512 columns rendered 576 wide with the crossfade,
+SDPA) on
 SD-1.5-sized components with random weights, with a LoRA on (rank 4 on to_q/to_k/to_v/to_out.0,
 written by the trainer's ``save_lora`` and fused at load as in production). Random weights cost
 exactly what trained ones do.
@@ -39,6 +40,7 @@ from typing import Any
 
 import torch
 
+from moodbgm.config import Settings
 from moodbgm.generate.base import GenerateOptions
 from moodbgm.generate.riffusion.components import CONFIGS, build_pipeline
 from moodbgm.generate.riffusion.generator import Prepared, RiffusionGenerator, RiffusionOptions
@@ -47,7 +49,6 @@ from moodbgm.types import Section, Timeline
 
 logger = logging.getLogger("bench_riffusion_gpu")
 
-DEFAULTS = RiffusionOptions()
 TINY_PARAMS = SpectrogramParams(
     sample_rate=8000, step_size_ms=40, window_duration_ms=80, padded_duration_ms=160,
     num_frequencies=16, max_frequency=3500,
@@ -62,10 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
     ap.add_argument("--tiny", action="store_true", help="tiny components on the CPU (smoke test)")
     ap.add_argument("--batches", default="", help="comma-separated batch sizes (default 1,4,8,16; tiny: 1,2)")
+    ap.add_argument("--steps", type=int, default=0, help="inference steps (default: configured, 50; tiny: 2)")
     ap.add_argument(
-        "--steps", type=int, default=0, help=f"inference steps (default {DEFAULTS.steps}; tiny: 2)"
+        "--strength", type=float, default=None, help="img2img strength (default: configured, 0.65)"
     )
-    ap.add_argument("--strength", type=float, default=DEFAULTS.strength)
     ap.add_argument("--dtype", choices=tuple(_DTYPES), default="fp16", help="GPU dtype (CPU: fp32)")
     ap.add_argument("--attention", choices=("sdpa", "math"), default="sdpa",
                     help="SDPA kernels (the generator's default) or diffusers' plain attention")  # fmt: skip
@@ -80,13 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def bench_options(args: argparse.Namespace, batch_size: int, lora_path: Path | None) -> RiffusionOptions:
-    """The generator's options: its defaults, with the benchmark's steps/strength/compile/attention."""
-    steps = args.steps or (2 if args.tiny else DEFAULTS.steps)
+def bench_options(
+    args: argparse.Namespace, batch_size: int, lora_path: Path | None, settings: Settings
+) -> RiffusionOptions:
+    """The options the worker builds from ``settings`` (``Models``), with the benchmark's overrides."""
+    steps = args.steps or (2 if args.tiny else settings.riffusion_steps)
+    strength = settings.riffusion_strength if args.strength is None else args.strength
     size = {"params": TINY_PARAMS, "clip_width": TINY_CLIP_WIDTH} if args.tiny else {}
     return RiffusionOptions(
-        steps=steps, batch_size=batch_size, compile=bool(args.compile), strength=args.strength,
-        sdpa=args.attention == "sdpa", lora_path=lora_path, **size,  # type: ignore[arg-type]
+        steps=steps, batch_size=batch_size, compile=bool(args.compile),
+        scheduler=settings.riffusion_scheduler, strength=strength, sdpa=args.attention == "sdpa",
+        lora_path=lora_path, lora_scale=settings.lora_scale, **size,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -139,7 +144,8 @@ def build_generator(args: argparse.Namespace, batch_size: int, workdir: Path) ->
     lora = None if args.no_lora else write_lora(size, workdir)
     pipe = build_pipeline(size, workdir / "tokenizer", seed=0)  # type: ignore[arg-type]
     pipe = pipe.to(device=device, dtype=dtype)
-    return RiffusionGenerator(pipe, bench_options(args, batch_size, lora), composer=ComposerGenerator())
+    options = bench_options(args, batch_size, lora, Settings())
+    return RiffusionGenerator(pipe, options, composer=ComposerGenerator())
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
