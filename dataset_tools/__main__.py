@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--min-rms-dbfs", type=float, default=-40.0, help="reject quieter crops (default -40)")
     b.add_argument("--target-lufs", type=float, default=-20.0, help="loudness of every crop (default -20)")
+    b.add_argument("--min-source-rate", type=int, default=22_050,
+                   help="leave out files recorded below this rate (Hz, default 22050)")  # fmt: skip
     b.add_argument("--workers", type=int, default=1, help="processes (default 1)")
 
     s = sub.add_parser("synth", help="render a labelled corpus with the composer (offline test data)")
@@ -55,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             options = BuildOptions(
                 crops_per_track=args.crops, width=args.width, seed=args.seed,
                 min_rms_dbfs=args.min_rms_dbfs, target_lufs=args.target_lufs,
+                min_source_rate=args.min_source_rate,
             )  # fmt: skip
             result = build_dataset(tracks, args.out, options, workers=args.workers)
             print(f"{result.images} images from {result.tracks} tracks ({skipped} tracks without an emotion, "
+                  f"{len(result.rejects)} tracks left out (rejects.jsonl), "
                   f"{result.rejected_silent} silent crops rejected) -> {result.out_dir}")  # fmt: skip
         elif args.command == "synth":
             from dataset_tools.synth import synthesize
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             from dataset_tools.epidemic import import_epidemic
 
             imported = import_epidemic(args.parquet, args.out, args.audio_root)
-            print(f"{imported.tracks} tracks -> {imported.metadata}")
+            styles = ", ".join(f"{k} {v}" for k, v in imported.styles.items())
+            print(f"{imported.tracks} tracks ({styles}, no style {imported.no_style}) -> {imported.metadata}")
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -26,23 +26,28 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
-def load_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Any audio file -> mono float32 at ``sample_rate``.
+def load_mono(path: Path, sample_rate: int) -> tuple[np.ndarray, int]:
+    """Any audio file -> (mono float32 at ``sample_rate``, the file's own sample rate).
 
     Formats libsndfile reads (WAV, FLAC, OGG, MP3) are read directly; anything else is decoded by
-    ffmpeg through ``moodbgm.media`` (the project's one ffmpeg boundary).
+    ffmpeg through ``moodbgm.media`` (the project's one ffmpeg boundary), whose ``MediaError``
+    subclasses (``NotMediaError``, ``TruncatedMediaError``, ...) name what is wrong with the file.
     """
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.LibsndfileError:
-        from moodbgm.media import load_audio
+        from moodbgm.errors import MediaError
+        from moodbgm.media import load_audio, probe
 
-        return load_audio(path, sample_rate=sample_rate, mono=True).astype(np.float32)
+        info = probe(path)
+        if info.audio is None:
+            raise MediaError(f"{path}: no audio stream", str(path)) from None
+        return load_audio(path, sample_rate=sample_rate, mono=True).astype(np.float32), info.audio.sample_rate
     mono = audio.mean(axis=1)
     if sr != sample_rate:
         g = math.gcd(int(sr), sample_rate)
         mono = resample_poly(mono, sample_rate // g, int(sr) // g)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32), int(sr)
 
 
 def crop_offsets(n_samples: int, crop_samples: int, count: int, seed: int, source: str) -> list[int]:
@@ -60,8 +65,10 @@ def crop_offsets(n_samples: int, crop_samples: int, count: int, seed: int, sourc
 
 
 def rms_dbfs(x: np.ndarray) -> float:
-    """RMS level in dB relative to full scale (a full-scale sine is -3 dBFS); ``-inf`` for silence."""
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    """RMS level of the signal around its mean, in dB relative to full scale (a full-scale sine is
+    -3 dBFS); ``-inf`` for silence. A DC offset is no sound: a constant crop is ``-inf``."""
+    x64 = x.astype(np.float64)
+    rms = float(np.sqrt(np.mean(np.square(x64 - x64.mean())))) if x.size else 0.0
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 

@@ -2,7 +2,9 @@
 
 Columns (CSV header or JSON keys; see README.md): ``file`` (required, relative to the metadata file's
 folder or absolute), ``moods``, ``tags``, ``genre``, ``bpm``, ``emotion`` (explicit label, wins over
-moods), ``style`` (one of moodbgm's styles; adds its instrument words to the caption), ``title``.
+moods), ``style`` (one of moodbgm's styles; adds its name and instrument words to the caption),
+``title``. The caption is ``moodbgm.generate.prompts.caption(emotion, style, bpm)``; moods, tags and
+genre stay metadata.
 List columns are JSON lists or strings separated by ``,``, ``;`` or ``|``.
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 
 from dataset_tools.moods import emotion_for, unknown_moods
 from moodbgm.generate.base import STYLES
-from moodbgm.generate.prompts import caption
+from moodbgm.generate.prompts import MAX_BPM, MIN_BPM, caption, check_bpm
 from moodbgm.types import check_emotion
 
 logger = logging.getLogger(__name__)
@@ -51,15 +53,18 @@ class Track:
             raise ValueError("Track: source must not be empty")
         if self.style is not None and self.style not in STYLES:
             raise ValueError(f"Track {self.source}: unknown style {self.style!r}; expected one of {STYLES}")
-        if self.bpm is not None and not (math.isfinite(self.bpm) and 20 <= self.bpm <= 300):
-            raise ValueError(f"Track {self.source}: bpm must be within 20..300, got {self.bpm}")
+        if self.bpm is not None:
+            try:
+                check_bpm(self.bpm)
+            except ValueError as e:
+                raise ValueError(f"Track {self.source}: {e}") from None
         object.__setattr__(self, "moods", tuple(self.moods))
         object.__setattr__(self, "tags", tuple(self.tags))
 
     @property
     def caption(self) -> str:
-        """The training caption, from the shared template; moods then tags as extra descriptors."""
-        return caption(self.emotion, self.style, (*self.moods, *self.tags), self.genre, self.bpm)
+        """The training caption: the shared template, filled as the generator fills it at inference."""
+        return caption(self.emotion, self.style, self.bpm)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,8 +113,8 @@ def _bpm(value: Any, where: str) -> float | None:
     except (TypeError, ValueError):
         logger.warning("%s: bpm %r is not a number; ignored", where, value)
         return None
-    if not (math.isfinite(bpm) and 20 <= bpm <= 300):
-        logger.warning("%s: bpm %r outside 20..300; ignored", where, value)
+    if not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
+        logger.warning("%s: bpm %r outside %g..%g; ignored", where, value, MIN_BPM, MAX_BPM)
         return None
     return bpm
 

@@ -1,5 +1,14 @@
 """LoRA weights on disk: the final ``pytorch_lora_weights.safetensors`` and ``checkpoint-N`` folders.
 
+Each save writes two files with the same weights:
+
+- ``pytorch_lora_weights.safetensors``: diffusers' format (``load_lora_weights``); the peft
+  ``LoraConfig`` (rank, alpha, targets) is in its safetensors metadata.
+- ``pytorch_lora_weights_kohya.safetensors``: the kohya/A1111 layout (``lora_unet_*.lora_down.weight``,
+  ``.lora_up.weight``) with an ``.alpha`` key per module and ``ss_network_dim``/``ss_network_alpha``
+  metadata, for tools that ignore diffusers' metadata; diffusers loads it too (its kohya converter),
+  to the same weights. (diffusers refuses ``.alpha`` keys inside its own format, hence two files.)
+
 A checkpoint is what ``Accelerator.save_state`` writes (optimizer, LR scheduler, RNG states), except
 that the UNet is stored as its LoRA weights only, in the same diffusers format as the final output
 (the save/load hooks below), so a checkpoint folder also loads in the Riffusion backend directly.
@@ -18,6 +27,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+KOHYA_WEIGHT_NAME = "pytorch_lora_weights_kohya.safetensors"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -79,15 +89,36 @@ def lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:
     return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
 
 
-def save_lora(unet: Any, directory: Path) -> Path:
-    """Write ``pytorch_lora_weights.safetensors``; the LoraConfig goes in its metadata (alpha survives)."""
-    from diffusers import StableDiffusionPipeline
+def kohya_state_dict(state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """diffusers-format UNet LoRA weights (``save_lora_weights`` keys, with or without ``unet.``) ->
+    the kohya layout with one ``.alpha`` key per module (see the module doc)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        base, sep, kind = key.removeprefix("unet.").rpartition(".lora.")
+        if not sep or kind not in ("down.weight", "up.weight"):
+            raise ValueError(f"unexpected LoRA key {key!r}")
+        module = "lora_unet_" + base.replace(".", "_")
+        out[f"{module}.lora_{kind}"] = value.contiguous()
+        out[f"{module}.alpha"] = torch.tensor(float(alpha))
+    if not out:
+        raise ValueError("no LoRA weights to save")
+    return out
 
-    metadata = unet.peft_config["default"].to_dict()
+
+def save_lora(unet: Any, directory: Path) -> Path:
+    """Write both weight files (see the module doc); returns the diffusers one."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    config = unet.peft_config["default"]
+    state = lora_state_dict(unet)
     StableDiffusionPipeline.save_lora_weights(
-        str(directory), unet_lora_layers=lora_state_dict(unet), safe_serialization=True,
-        unet_lora_adapter_metadata=metadata,
+        str(directory), unet_lora_layers=state, safe_serialization=True,
+        unet_lora_adapter_metadata=config.to_dict(),
     )  # fmt: skip
+    kohya = kohya_state_dict(state, config.lora_alpha)
+    metadata = {"ss_network_dim": str(config.r), "ss_network_alpha": f"{float(config.lora_alpha):g}"}
+    save_file(kohya, str(Path(directory) / KOHYA_WEIGHT_NAME), metadata=metadata)
     return Path(directory) / WEIGHT_NAME
 
 

@@ -55,8 +55,7 @@ def _generate(base: Path, lora: Path | None, duration: float) -> tuple[np.ndarra
     half = duration / 2
     timeline = Timeline(duration, (Section(0.0, half, "joy"), Section(half, duration, "sadness")))
     audio = gen.generate(timeline, duration, GenerateOptions(style="cinematic", seed=1)).audio
-    config = getattr(gen.pipe.unet, "peft_config", {}).get("moodbgm")
-    return audio, None if config is None else float(config.lora_alpha)
+    return audio, None if gen.lora is None else gen.lora.alpha
 
 
 def run_smoke(

@@ -18,7 +18,6 @@ from PIL import Image
 
 from moodbgm.files import write_wav
 from moodbgm.generate.base import STYLES
-from moodbgm.generate.prompts import caption
 from moodbgm.generate.spectrogram import (
     DEFAULT_MAX_VALUE,
     SpectrogramCodec,
@@ -31,9 +30,22 @@ from moodbgm.types import EMOTIONS
 logger = logging.getLogger(__name__)
 
 
-def default_prompts(style: str = STYLES[0]) -> list[str]:
-    """One prompt per emotion, worded exactly as the Riffusion backend words them."""
-    return [caption(e, style) for e in EMOTIONS]
+def default_prompts(style: str = STYLES[0], seconds: float = 10.0) -> list[str]:
+    """One prompt per emotion, worded as the Riffusion backend words a ``seconds`` section of it:
+    the shared caption with the composer's tempo (``clip_prompts``, ``composer_tempos``)."""
+    from moodbgm.generate.base import GenerateOptions
+    from moodbgm.generate.composer import ComposerGenerator
+    from moodbgm.generate.riffusion.generator import composer_tempos
+    from moodbgm.generate.riffusion.planning import clip_prompts, plan_clips
+    from moodbgm.types import Section, Timeline
+
+    composer = ComposerGenerator()  # only plans (compose); renders nothing
+    prompts = []
+    for emotion in EMOTIONS:
+        timeline = Timeline(seconds, (Section(0.0, seconds, emotion),))
+        tempos = composer_tempos(composer, timeline, seconds, GenerateOptions(style=style))
+        prompts.append(clip_prompts(plan_clips(timeline, seconds)[:1], style, tempos)[0][0])
+    return prompts
 
 
 def to_codec_image(image: Image.Image, codec: SpectrogramCodec) -> Image.Image:

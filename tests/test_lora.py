@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lora.checkpoints import WEIGHT_NAME, list_checkpoints, prune_checkpoints, resolve_resume
+from lora.checkpoints import (
+    KOHYA_WEIGHT_NAME,
+    WEIGHT_NAME,
+    list_checkpoints,
+    prune_checkpoints,
+    resolve_resume,
+)
 from lora.data import Preprocess, collate, image_to_tensor
 from lora.train import parse_args
 from lora.validation import default_prompts
@@ -88,7 +94,11 @@ def test_image_transform_keeps_orientation() -> None:
 
 
 def test_validation_prompts_are_the_backends() -> None:
-    assert default_prompts("lofi") == [caption(e, "lofi") for e in EMOTIONS]
+    prompts = default_prompts("lofi")
+    assert len(prompts) == len(EMOTIONS)
+    for e, p in zip(EMOTIONS, prompts, strict=True):
+        assert p.startswith(caption(e, "lofi") + ", ") and p.endswith(" bpm")
+        assert p == caption(e, "lofi", float(p.split(", ")[-1].removesuffix(" bpm")))
 
 
 def test_missing_base_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -119,6 +129,7 @@ def test_smoke_trains_checkpoints_resumes_and_changes_riffusion(smoke: tuple[Pat
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-2", "checkpoint-4"]
     for ckpt in list_checkpoints(run):
         assert (ckpt / WEIGHT_NAME).is_file() and (ckpt / "optimizer.bin").is_file()
+        assert (ckpt / KOHYA_WEIGHT_NAME).is_file()  # the same weights with .alpha keys
         assert not (ckpt / "model.safetensors").exists()  # the UNet is stored as LoRA weights only
     assert result.weights == run / WEIGHT_NAME and result.lora_alpha == 8.0  # type: ignore[attr-defined]
     assert result.output_change > 1e-4  # type: ignore[attr-defined]

@@ -158,32 +158,70 @@ def test_crossfade_is_equal_power() -> None:
     assert 0.8 < out[1000:2000].var() < 1.2
 
 
-def test_lora_loads_and_changes_output(make_pipe, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from peft import LoraConfig, get_peft_model_state_dict
+@pytest.fixture
+def lora_dir(make_pipe, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """LoRA weights (rank 4, alpha 8, random) as the trainer writes them (``lora.checkpoints.save_lora``)."""
+    from lora.checkpoints import save_lora
+    from lora.train import TARGET_MODULES
+    from peft import LoraConfig
 
     trained = make_pipe()
     trained.unet.add_adapter(
-        LoraConfig(
-            r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
-        )
+        LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=list(TARGET_MODULES))
     )
-    lora_dir = tmp_path / "lora"
-    RiffusionPipeline.save_lora_weights(lora_dir, unet_lora_layers=get_peft_model_state_dict(trained.unet))
-    assert (lora_dir / "pytorch_lora_weights.safetensors").is_file()
+    with torch.no_grad():  # peft's random init is small; make the LoRA's effect clear
+        for name, p in trained.unet.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.05, generator=torch.Generator().manual_seed(len(name)))
+    save_lora(trained.unet, tmp_path / "lora")
+    return tmp_path / "lora"
 
+
+def test_lora_is_fused_at_load_and_matches_unfused(make_pipe, lora_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     req = [ClipRequest("joyful music", "joyful music", 5, 6, 0.0, 0.25)]
 
     def clip(gen: RiffusionGenerator) -> np.ndarray:
         latents = gen.pipe.encode_images(torch.full((1, 3, 16, 64), 0.5))
         return gen.pipe.interpolate(req, latents, num_inference_steps=2)[0]
 
-    base = clip(tiny_generator(make_pipe()))
-    with_lora = clip(tiny_generator(make_pipe(), lora_path=lora_dir))
+    base_gen = tiny_generator(make_pipe())
+    fused_gen = tiny_generator(make_pipe(), lora_path=lora_dir, lora_scale=0.8)
+    unfused_gen = tiny_generator(make_pipe(), lora_path=lora_dir, lora_scale=0.8, fuse_lora=False)
+    assert fused_gen.lora is not None and fused_gen.lora.fused and fused_gen.lora.alpha == 8.0
+    assert fused_gen.lora.rank == 4
+    # fused: plain modules again (no adapter layers), with weights that differ from the base model's
+    assert not hasattr(fused_gen.pipe.unet, "peft_config") or not fused_gen.pipe.unet.peft_config
+    names = {n for n, _ in fused_gen.pipe.unet.named_parameters()}
+    assert names == {n for n, _ in base_gen.pipe.unet.named_parameters()}
+    assert not any("lora" in n for n in names)
+    fused_w = dict(fused_gen.pipe.unet.named_parameters())
+    changed = [n for n, w in base_gen.pipe.unet.named_parameters() if not torch.equal(w, fused_w[n])]
+    assert changed and all(n.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v", "0") for n in changed)
+    assert len(changed) >= 4 * 2  # every attention projection of the tiny UNet's two attention blocks
+    # the fused UNet computes what the unfused adapter computes
+    base, fused, unfused = clip(base_gen), clip(fused_gen), clip(unfused_gen)
+    assert np.abs(fused - base).max() > 1e-2
+    np.testing.assert_allclose(fused, unfused, atol=2e-5)
     zero_scale = clip(tiny_generator(make_pipe(), lora_path=lora_dir, lora_scale=0.0))
-    assert np.abs(with_lora - base).max() > 1e-3
     np.testing.assert_allclose(zero_scale, base, atol=1e-5)
     with pytest.raises(ModelNotFoundError, match="LoRA"):
         tiny_generator(make_pipe(), lora_path=tmp_path / "missing")
+
+
+def test_kohya_alpha_file_loads_to_the_same_weights(make_pipe, lora_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The trainer's second file has ``.alpha`` keys (kohya layout); diffusers reads the same LoRA."""
+    from lora.checkpoints import KOHYA_WEIGHT_NAME, WEIGHT_NAME
+    from safetensors import safe_open
+
+    with safe_open(str(lora_dir / KOHYA_WEIGHT_NAME), "pt") as f:
+        keys = list(f.keys())
+        alphas = {float(f.get_tensor(k)) for k in keys if k.endswith(".alpha")}
+        assert f.metadata() == {"ss_network_dim": "4", "ss_network_alpha": "8"}
+    assert alphas == {8.0} and len([k for k in keys if k.endswith(".alpha")]) == len(keys) // 3
+    gens = [tiny_generator(make_pipe(), lora_path=lora_dir / n) for n in (WEIGHT_NAME, KOHYA_WEIGHT_NAME)]
+    assert gens[1].lora is not None and gens[1].lora.alpha == 8.0
+    a, b = (dict(g.pipe.unet.named_parameters()) for g in gens)
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
 
 
 def test_missing_weights_error_names_the_model(tmp_path: Path) -> None:
@@ -246,3 +284,49 @@ def test_seed_images_are_the_composers_music_per_clip(make_pipe) -> None:  # typ
         if tl.emotion_at(mid) == "joy":
             assert all(row < r for r in other)  # image rows count from the top: higher pitch, smaller row
     assert np.all(scales > 0)
+
+
+def test_inference_prompts_are_captions_the_dataset_builder_writes(tmp_path: Path) -> None:
+    """For every (emotion, style): the prompt the generator writes (the composer's tempo included) is
+    the caption ``dataset_tools`` writes for a track of that emotion, a genre of that style and that
+    bpm, imported from an Epidemic-style parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import soundfile as sf
+    from dataset_tools.epidemic import import_epidemic
+    from dataset_tools.sources import read_metadata
+    from dataset_tools.synth import SYNTH_MOODS
+
+    from moodbgm.generate.base import STYLES
+    from moodbgm.generate.composer import ComposerGenerator
+    from moodbgm.generate.riffusion.generator import composer_tempos
+    from moodbgm.generate.riffusion.planning import clip_prompts
+    from moodbgm.types import EMOTIONS
+
+    genre_of = {"cinematic": "Orchestral", "lofi": "Lo-Fi Beats", "electronic": "Electronica & Dance",
+                "acoustic": "Country & Folk"}  # fmt: skip
+    composer = ComposerGenerator()  # compose() only plans; nothing is rendered
+    prompts: dict[str, str] = {}
+    rows: dict[str, list[object]] = {"track_id": [], "moods": [], "genres": [], "bpm": [], "file": []}
+    for emotion in EMOTIONS:
+        for style in STYLES:
+            tl = Timeline(12.0, (Section(0, 12.0, emotion),))
+            tempos = composer_tempos(composer, tl, 12.0, GenerateOptions(style=style))
+            plan = plan_clips(tl, 12.0, 5.12)
+            pairs = clip_prompts(plan, style, tempos)
+            assert len({p for pair in pairs for p in pair}) == 1  # one section: one tempo, one prompt
+            prompt = pairs[0][0]
+            assert f" {style} music" in prompt and prompt.endswith(" bpm")
+            name = f"{emotion}-{style}"
+            prompts[name] = prompt
+            sf.write(tmp_path / f"{name}.wav", np.zeros(100, np.float32), 44_100)
+            row = {"track_id": name, "moods": list(SYNTH_MOODS[emotion]), "genres": [genre_of[style]],
+                   "bpm": tempos[0].bpm, "file": f"{name}.wav"}  # fmt: skip
+            for key, value in row.items():
+                rows[key].append(value)
+    pq.write_table(pa.table(rows), tmp_path / "Various.parquet")
+    imported = import_epidemic([tmp_path / "Various.parquet"], tmp_path / "out")
+    tracks, skipped = read_metadata(imported.metadata)
+    assert skipped == 0 and len(tracks) == len(prompts)
+    for t in tracks:
+        assert t.caption == prompts[Path(t.source).stem], t.source

@@ -1,12 +1,26 @@
-"""Riffusion throughput on a GPU, without downloads: SD-1.5-sized components with random weights.
+"""Riffusion throughput through the generator's own call path, without downloads.
 
-Measures clips/s for several batch sizes at 50 steps x 0.75 strength (so 37 denoising steps with
-classifier-free guidance), each clip a 512x512 spectrogram interpolated between two prompts and
-two seeds, *including* VAE encode/decode and image -> audio (mel inversion + Griffin-Lim on the
-GPU), plus peak GPU memory. Random weights cost exactly what trained ones do.
+Builds a ``RiffusionGenerator`` the way the worker does (the configured ``Settings``: 50 steps,
+strength 0.65, DPM-Solver++, LoRA scale; clips of 512 columns rendered 576 wide with the crossfade,
+SDPA) on
+SD-1.5-sized components with random weights, with a LoRA on (rank 4 on to_q/to_k/to_v/to_out.0,
+written by the trainer's ``save_lora`` and fused at load as in production). Random weights cost
+exactly what trained ones do.
 
-    python services/devtools/bench_riffusion_gpu.py --out bench-results/gpu.json            # CUDA machine
-    python services/devtools/bench_riffusion_gpu.py --tiny --out /tmp/gpu-smoke.json        # CPU smoke test
+``RiffusionGenerator.prepare`` makes the seed images (the composer renders a joy -> sadness timeline
+with FluidSynth, untimed), then each batch size is timed on ``RiffusionGenerator.render_clips``, the
+method ``generate`` calls: VAE encode, interpolated img2img, VAE decode, image -> mel -> audio
+(Griffin-Lim on the same device). One warm-up, then the median of ``--repeats`` (>= 5) runs; clips/s,
+seconds of music per second (slots of 5.12 s), the time a 10-minute video's music would take, and
+peak memory (GPU allocator; CPU: the process's peak RSS). One end-to-end ``generate`` of the largest
+batch (composer + diffusion + assembly) is timed too.
+
+    python services/devtools/bench_riffusion_gpu.py --out bench-results/gpu.json           # CUDA, fp16
+    python services/devtools/bench_riffusion_gpu.py --dtype bf16 --compile --out ...
+    python services/devtools/bench_riffusion_gpu.py --tiny --out /tmp/gpu-smoke.json       # CPU smoke test
+
+``--tiny`` runs the same code on tiny components and small spectrograms on the CPU (2 steps) to test
+the script; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -15,26 +29,97 @@ import argparse
 import json
 import logging
 import platform
+import resource
+import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from moodbgm.generate.riffusion.components import build_pipeline
-from moodbgm.generate.riffusion.generator import make_scheduler
-from moodbgm.generate.riffusion.pipeline import ClipRequest
-from moodbgm.generate.spectrogram import SpectrogramCodec, SpectrogramParams, image_from_mel, mel_from_image
+from moodbgm.config import Settings
+from moodbgm.generate.base import GenerateOptions
+from moodbgm.generate.riffusion.components import CONFIGS, build_pipeline
+from moodbgm.generate.riffusion.generator import Prepared, RiffusionGenerator, RiffusionOptions
+from moodbgm.generate.spectrogram import SpectrogramParams
+from moodbgm.types import Section, Timeline
 
-logger = logging.getLogger("bench_gpu")
+logger = logging.getLogger("bench_riffusion_gpu")
 
 TINY_PARAMS = SpectrogramParams(
     sample_rate=8000, step_size_ms=40, window_duration_ms=80, padded_duration_ms=160,
     num_frequencies=16, max_frequency=3500,
 )  # fmt: skip
+TINY_CLIP_WIDTH = 128  # 40 ms columns: 5.12 s, like Riffusion's 512 columns of 10 ms
+MIN_REPEATS = 5
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    ap.add_argument("--tiny", action="store_true", help="tiny components on the CPU (smoke test)")
+    ap.add_argument("--batches", default="", help="comma-separated batch sizes (default 1,4,8,16; tiny: 1,2)")
+    ap.add_argument("--steps", type=int, default=0, help="inference steps (default: configured, 50; tiny: 2)")
+    ap.add_argument(
+        "--strength", type=float, default=None, help="img2img strength (default: configured, 0.65)"
+    )
+    ap.add_argument("--dtype", choices=tuple(_DTYPES), default="fp16", help="GPU dtype (CPU: fp32)")
+    ap.add_argument("--attention", choices=("sdpa", "math"), default="sdpa",
+                    help="SDPA kernels (the generator's default) or diffusers' plain attention")  # fmt: skip
+    ap.add_argument("--compile", action="store_true", help="torch.compile the UNet")
+    ap.add_argument("--no-lora", action="store_true", help="the base model only")
+    ap.add_argument(
+        "--repeats", type=int, default=MIN_REPEATS, help=f"timed runs per batch (>= {MIN_REPEATS})"
+    )
+    args = ap.parse_args(argv)
+    if args.repeats < MIN_REPEATS:
+        ap.error(f"--repeats must be >= {MIN_REPEATS} (a median of fewer is noise)")
+    return args
+
+
+def bench_options(
+    args: argparse.Namespace, batch_size: int, lora_path: Path | None, settings: Settings
+) -> RiffusionOptions:
+    """The options the worker builds from ``settings`` (``Models``), with the benchmark's overrides."""
+    steps = args.steps or (2 if args.tiny else settings.riffusion_steps)
+    strength = settings.riffusion_strength if args.strength is None else args.strength
+    size = {"params": TINY_PARAMS, "clip_width": TINY_CLIP_WIDTH} if args.tiny else {}
+    return RiffusionOptions(
+        steps=steps, batch_size=batch_size, compile=bool(args.compile),
+        scheduler=settings.riffusion_scheduler, strength=strength, sdpa=args.attention == "sdpa",
+        lora_path=lora_path, lora_scale=settings.lora_scale, **size,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def write_lora(size: str, directory: Path) -> Path:
+    """Random LoRA weights (rank 4, alpha 4, the trainer's targets) saved by the trainer's ``save_lora``."""
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from lora.checkpoints import save_lora
+    from lora.train import add_lora
+
+    unet = UNet2DConditionModel(**CONFIGS[size]["unet"])
+    add_lora(unet, rank=4, alpha=4)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero: a LoRA that changes nothing
+                p.normal_(0.0, 0.01)
+    save_lora(unet, directory / "lora")
+    return directory / "lora"
+
+
+def bench_timeline(n_clips: int, clip_s: float) -> tuple[Timeline, float]:
+    """``n_clips`` slots: joy, then sadness from the middle (prompt interpolation near the change)."""
+    duration = n_clips * clip_s
+    k = n_clips // 2
+    if k == 0:
+        return Timeline(duration, (Section(0.0, duration, "joy"),)), duration
+    return Timeline(
+        duration, (Section(0.0, k * clip_s, "joy"), Section(k * clip_s, duration, "sadness"))
+    ), duration
 
 
 def _sync(device: torch.device) -> None:
@@ -42,111 +127,112 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    tiny = args.tiny
-    device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
-    if device.type == "cpu" and not tiny:
+def _peak_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def build_generator(args: argparse.Namespace, batch_size: int, workdir: Path) -> RiffusionGenerator:
+    from moodbgm.generate.composer import ComposerGenerator
+
+    device = torch.device("cpu" if args.tiny else "cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: run with --tiny for a CPU smoke test")
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-    if device.type == "cpu":
-        dtype = torch.float32
-    params = TINY_PARAMS if tiny else SpectrogramParams()
-    width = 32 if tiny else 512
-    steps = args.steps if args.steps else (2 if tiny else 50)
-    batches = [int(b) for b in args.batches.split(",")] if args.batches else ([1, 2] if tiny else [1, 4, 16])
-
-    with tempfile.TemporaryDirectory() as tok:
-        pipe = build_pipeline("tiny" if tiny else "sd15", Path(tok), dtype=torch.float32)
+    dtype = torch.float32 if device.type == "cpu" else _DTYPES[args.dtype]
+    size = "tiny" if args.tiny else "sd15"
+    lora = None if args.no_lora else write_lora(size, workdir)
+    pipe = build_pipeline(size, workdir / "tokenizer", seed=0)  # type: ignore[arg-type]
     pipe = pipe.to(device=device, dtype=dtype)
-    pipe.scheduler = make_scheduler("dpmsolver++", pipe.scheduler.config)
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    options = bench_options(args, batch_size, lora, Settings())
+    return RiffusionGenerator(pipe, options, composer=ComposerGenerator())
 
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
-    pipe.vae.set_attn_processor(AttnProcessor2_0())
-    if args.compile:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.unet = torch.compile(pipe.unet)
-    codec = SpectrogramCodec(params, device=device)
 
-    rng = np.random.default_rng(0)
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    batches = (
+        [int(b) for b in args.batches.split(",")]
+        if args.batches
+        else ([1, 2] if args.tiny else [1, 4, 8, 16])
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = build_generator(args, max(batches), Path(tmp))
+    device = gen.device
+    options = GenerateOptions(style="cinematic", seed=0)
+    timeline, duration = bench_timeline(max(batches), gen.clip_s)
+    prepared = gen.prepare(timeline, duration, options)
+    if len(prepared.plan) != max(batches):
+        raise AssertionError(f"planned {len(prepared.plan)} clips for {max(batches)}")
 
-    def one_batch(n: int) -> dict[str, float]:
-        seeds = [image_from_mel(rng.random((params.num_frequencies, width)) ** 4, params) for _ in range(n)]
-        reqs = [
-            ClipRequest(
-                "joyful, uplifting music",
-                "sad, slow music",
-                2 * i,
-                2 * i + 1,
-                i / max(n, 1),
-                0.5,
-                args.strength,
-                args.strength,
-            )
-            for i in range(n)
-        ]
+    def once(clips: Prepared) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        latents = pipe.encode_images(seeds)
-        images = pipe.interpolate(reqs, latents, num_inference_steps=steps)
+        audio = gen.render_clips(clips, options.seed)
         _sync(device)
-        t1 = time.perf_counter()
-        mels = np.stack([mel_from_image(im * 255.0, params, 1.0) for im in images])
-        audio = codec.audio_from_mel(mels)
-        _sync(device)
-        t2 = time.perf_counter()
-        assert audio.shape == (n, width * params.hop_length) and np.isfinite(audio).all()
-        return {"diffusion_s": t1 - t0, "decode_s": t2 - t1, "total_s": t2 - t0}
+        elapsed = time.perf_counter() - t0
+        assert audio.shape == (len(clips.plan), gen.render_width() * gen.codec.params.hop_length)
+        return elapsed
 
-    results = []
+    rows = []
     for n in batches:
+        clips = prepared.head(n)
         logger.info("batch %d: warm-up", n)
-        one_batch(n)  # warm-up: kernels, cuDNN autotune, torch.compile
+        once(clips)  # kernels, cuDNN autotune, torch.compile
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        timings = [one_batch(n) for _ in range(args.repeats)]
-        best = min(timings, key=lambda t: t["total_s"])
+        times = [once(clips) for _ in range(args.repeats)]
+        median = statistics.median(times)
+        clips_per_s = n / median
         row = {
             "batch": n,
-            **{k: round(v, 4) for k, v in best.items()},
-            "clips_per_s": round(n / best["total_s"], 4),
-            "audio_s_per_s": round(n * params.seconds_for(width) / best["total_s"], 3),
-            "peak_gpu_mem_gib": (
-                round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None
-            ),
+            "median_s": round(median, 4),
+            "min_s": round(min(times), 4),
+            "max_s": round(max(times), 4),
+            "clips_per_s": round(clips_per_s, 4),
+            "music_s_per_s": round(clips_per_s * gen.clip_s, 3),
+            "ten_minute_video_s": round(600.0 / gen.clip_s / clips_per_s, 1),
+            "peak_mem_gib": round(_peak_gib(device), 3),
         }
         logger.info("%s", row)
-        results.append(row)
+        rows.append(row)
+
+    _sync(device)
+    t0 = time.perf_counter()
+    bed = gen.generate(timeline, duration, options)
+    _sync(device)
+    end_to_end = time.perf_counter() - t0
+    assert abs(bed.duration - duration) < 1e-3
     import diffusers
 
+    o = gen.options
     return {
-        "model": "tiny" if tiny else "sd15 (random weights)",
+        "model": "tiny (random weights)" if args.tiny else "sd15 (random weights)",
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else platform.processor() or "cpu",
-        "dtype": str(dtype).removeprefix("torch."),
-        "steps": steps,
-        "strength": args.strength,
-        "denoising_steps": int(steps * args.strength),
-        "image": [params.num_frequencies, width],
+        "dtype": str(gen.pipe.unet.dtype).removeprefix("torch."),
+        "attention": args.attention,
         "compile": bool(args.compile),
+        "lora": None if gen.lora is None else {**asdict(gen.lora), "path": str(gen.lora.path.name)},
+        "steps": o.steps,
+        "strength": o.strength,
+        "scheduler": o.scheduler,
+        "denoising_steps": int(o.steps * o.strength),
+        "image": [o.params.num_frequencies, gen.render_width()],
+        "clip_s": gen.clip_s,
+        "repeats": args.repeats,
+        "results": rows,
+        "generate_end_to_end": {
+            "clips": max(batches),
+            "music_s": round(duration, 2),
+            "seconds": round(end_to_end, 3),
+        },
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
-        "results": results,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    ap.add_argument("--tiny", action="store_true", help="tiny components on the CPU (smoke test)")
-    ap.add_argument("--batches", default="", help="comma-separated batch sizes (default 1,4,16)")
-    ap.add_argument("--steps", type=int, default=0, help="inference steps (default 50; tiny: 2)")
-    ap.add_argument("--strength", type=float, default=0.75)
-    ap.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    args = ap.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)

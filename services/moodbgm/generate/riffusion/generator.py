@@ -1,10 +1,16 @@
 """``RiffusionGenerator``: the timeline's music from Riffusion (+ LoRA), seeded by the composer.
 
 The composer renders the whole timeline once; each clip's window of that music becomes its img2img
-seed spectrogram, so tempo and harmony come from the composer and timbre from Riffusion. Clips are
-planned by ``plan_clips``, generated in batches, decoded to audio with the spectrogram codec
-(Griffin-Lim on the same device), equal-power crossfaded, resampled 44.1 -> 48 kHz and cut to the
-exact duration (stereo: Riffusion is mono).
+seed spectrogram, so tempo and harmony come from the composer and timbre from Riffusion. Each clip's
+prompts are the shared caption (``moodbgm.generate.prompts``) of its emotions, the style and the
+composer's tempo there, the wording a LoRA is trained on. Clips are planned by ``plan_clips``,
+generated in batches (``render_clips``), decoded to audio with the spectrogram codec (Griffin-Lim on
+the same device), equal-power crossfaded, resampled 44.1 -> 48 kHz and cut to the exact duration
+(stereo: Riffusion is mono).
+
+A LoRA (``lora_path``) is loaded with diffusers' ``load_lora_weights`` and, by default, fused into the
+UNet's weights at ``lora_scale`` (``fuse_lora``) and its adapter layers unloaded: the UNet then costs
+what the base model costs, and ``torch.compile`` sees plain modules.
 """
 
 from __future__ import annotations
@@ -24,9 +30,8 @@ from tqdm import tqdm
 
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import GenerateOptions, MusicGenerator, Progress
-from moodbgm.generate.prompts import caption
 from moodbgm.generate.riffusion.pipeline import ClipRequest, RiffusionPipeline
-from moodbgm.generate.riffusion.planning import ClipPlan, plan_clips
+from moodbgm.generate.riffusion.planning import ClipPlan, SectionTempo, clip_prompts, plan_clips
 from moodbgm.generate.spectrogram import (
     RIFFUSION_PARAMS,
     SpectrogramCodec,
@@ -42,6 +47,7 @@ SCHEDULERS = ("dpmsolver++", "ddim", "pndm", "euler", "lms")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 _PEAK = 0.89  # -1 dBFS
 _SEED_SHARE = 0.1  # of the progress bar: the composer's seed music
+_ADAPTER = "moodbgm"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -111,6 +117,84 @@ def load_pipeline(model: str, dtype: torch.dtype) -> RiffusionPipeline:
 
 
 @dataclass(frozen=True)
+class LoraInfo:
+    """The LoRA a generator was built with."""
+
+    path: Path
+    scale: float
+    rank: int
+    alpha: float
+    fused: bool
+
+
+def load_lora(pipe: RiffusionPipeline, path: Path, scale: float, fuse: bool = True) -> LoraInfo:
+    """Load the LoRA weights of ``path`` (a folder with ``pytorch_lora_weights.safetensors``, or the
+    file) into ``pipe`` at ``scale``; with ``fuse``, fold them into the UNet's weights and unload the
+    adapter layers."""
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"LoRA weights not found: {path} (a folder with pytorch_lora_weights.safetensors)"
+        )
+    where = {"weight_name": path.name} if path.is_file() else {}
+    try:
+        pipe.load_lora_weights(str(path.parent if path.is_file() else path), adapter_name=_ADAPTER, **where)
+    except (OSError, ValueError) as e:
+        raise ModelNotFoundError(f"cannot load LoRA weights from {path}: {e}") from e
+    config = pipe.unet.peft_config[_ADAPTER]
+    info = LoraInfo(path, scale, int(config.r), float(config.lora_alpha), fuse)
+    if fuse:
+        pipe.fuse_lora(components=["unet"], lora_scale=scale, adapter_names=[_ADAPTER])
+        pipe.unload_lora_weights()  # the fused weights stay; the adapter layers go
+    else:
+        pipe.set_adapters([_ADAPTER], adapter_weights=[scale])
+    logger.info("Riffusion: LoRA %s (rank %d, alpha %g) %s at scale %.2f",
+                path, info.rank, info.alpha, "fused" if fuse else "loaded", scale)  # fmt: skip
+    return info
+
+
+def width_multiple(vae_blocks: int, unet_blocks: int) -> int:
+    """Image columns must be a multiple of this: the VAE's and the UNet's downsampling (SD-1.5: 64)."""
+    return int(2 ** (vae_blocks - 1) * 2 ** (unet_blocks - 1))
+
+
+def render_columns(options: RiffusionOptions, multiple: int) -> int:
+    """Image columns of a rendered clip: a slot plus the crossfade, rounded up to ``multiple``."""
+    p = options.params
+    clip_s = p.seconds_for(options.clip_width)
+    need = math.ceil((clip_s + options.crossfade_s) * p.sample_rate / p.hop_length - 1e-9)
+    return int(math.ceil(need / multiple) * multiple)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A timeline's clips, ready for the diffusion (``RiffusionGenerator.prepare``)."""
+
+    plan: tuple[ClipPlan, ...]
+    seeds: tuple[Image.Image, ...]
+    scales: np.ndarray  # each seed image's amplitude scale
+    requests: tuple[ClipRequest, ...]
+
+    def head(self, n: int) -> Prepared:
+        """The first ``n`` clips."""
+        return Prepared(self.plan[:n], self.seeds[:n], self.scales[:n], self.requests[:n])
+
+
+def composer_tempos(
+    composer: MusicGenerator, timeline: Timeline, duration: float, options: GenerateOptions
+) -> tuple[SectionTempo, ...]:
+    """The seed music's tempo per section, from a composer with ``compose`` (its plans' emotion,
+    start, end and tempo); none, with a warning, for a seed generator without one."""
+    compose = getattr(composer, "compose", None)
+    if compose is None:
+        logger.warning("Riffusion: the seed generator %r plans no tempo; prompts carry none",
+                       getattr(composer, "name", type(composer).__name__))  # fmt: skip
+        return ()
+    return tuple(
+        SectionTempo(p.emotion, p.start, p.end, p.tempo) for p in compose(timeline, duration, options).plans
+    )
+
+
+@dataclass(frozen=True)
 class RiffusionOptions:
     """How the clips are rendered; validated once, here."""
 
@@ -125,6 +209,8 @@ class RiffusionOptions:
     clip_width: int = 512  # image columns of one slot (Riffusion: 512 = 5.12 s)
     lora_path: Path | None = None
     lora_scale: float = 1.0
+    fuse_lora: bool = True  # fold the LoRA into the UNet weights at load (see the module doc)
+    sdpa: bool = True  # attention through torch's scaled_dot_product_attention (else diffusers' math)
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.clip_width < 8:
@@ -155,12 +241,14 @@ class RiffusionGenerator:
         device = pipe.device
         pipe.scheduler = make_scheduler(o.scheduler, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        if o.lora_path is not None:
-            self._load_lora(pipe, Path(o.lora_path), o.lora_scale)
-        from diffusers.models.attention_processor import AttnProcessor2_0
+        self.lora = (
+            None if o.lora_path is None else load_lora(pipe, Path(o.lora_path), o.lora_scale, o.fuse_lora)
+        )
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-        pipe.unet.set_attn_processor(AttnProcessor2_0())  # SDPA (flash / memory-efficient kernels)
-        pipe.vae.set_attn_processor(AttnProcessor2_0())
+        attention = AttnProcessor2_0 if o.sdpa else AttnProcessor  # SDPA: flash / memory-efficient kernels
+        pipe.unet.set_attn_processor(attention())
+        pipe.vae.set_attn_processor(attention())
         if o.compile:
             if device.type == "cuda":
                 pipe.unet.to(memory_format=torch.channels_last)
@@ -168,9 +256,9 @@ class RiffusionGenerator:
         self.pipe = pipe
         self.device = torch.device(device)
         self.codec = SpectrogramCodec(o.params, device=self.device)
-        vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-        self._width_multiple = vae_factor * unet_factor
+        self._width_multiple = width_multiple(
+            len(pipe.vae.config.block_out_channels), len(pipe.unet.config.block_out_channels)
+        )
 
     @classmethod
     def load(
@@ -190,19 +278,6 @@ class RiffusionGenerator:
     def crossfade_s(self) -> float:
         return self.options.crossfade_s
 
-    @staticmethod
-    def _load_lora(pipe: RiffusionPipeline, path: Path, scale: float) -> None:
-        if not path.exists():
-            raise ModelNotFoundError(
-                f"LoRA weights not found: {path} (a folder with pytorch_lora_weights.safetensors)"
-            )
-        try:
-            pipe.load_lora_weights(str(path), adapter_name="moodbgm")
-        except (OSError, ValueError) as e:
-            raise ModelNotFoundError(f"cannot load LoRA weights from {path}: {e}") from e
-        pipe.set_adapters(["moodbgm"], adapter_weights=[scale])
-        logger.info("Riffusion: LoRA %s loaded (scale %.2f)", path, scale)
-
     # ------------------------------------------------------------------ generation
     @property
     def clip_s(self) -> float:
@@ -210,27 +285,29 @@ class RiffusionGenerator:
         return self.codec.params.seconds_for(self.options.clip_width)
 
     def render_width(self) -> int:
-        """Image columns of a rendered clip: a slot plus the crossfade, rounded up for the UNet."""
-        p = self.codec.params
-        need = math.ceil((self.clip_s + self.crossfade_s) * p.sample_rate / p.hop_length - 1e-9)
-        m = self._width_multiple
-        return int(math.ceil(need / m) * m)
+        """Image columns of a rendered clip (``render_columns``; Riffusion/SD-1.5: 576)."""
+        return render_columns(self.options, self._width_multiple)
 
-    def requests(self, plan: Sequence[ClipPlan], options: GenerateOptions) -> list[ClipRequest]:
+    def requests(
+        self, plan: Sequence[ClipPlan], options: GenerateOptions, tempos: Sequence[SectionTempo] = ()
+    ) -> list[ClipRequest]:
+        """The img2img request of each clip: prompts from ``clip_prompts``, the options' strength and
+        guidance."""
+        o = self.options
         return [
             ClipRequest(
-                prompt_a=caption(c.emotion_a, options.style),
-                prompt_b=caption(c.emotion_b, options.style),
+                prompt_a=a,
+                prompt_b=b,
                 seed_a=c.seed_a,
                 seed_b=c.seed_b,
                 alpha=c.alpha,
                 seed_alpha=c.seed_alpha,
-                strength_a=self.options.strength,
-                strength_b=self.options.strength,
-                guidance_a=self.options.guidance,
-                guidance_b=self.options.guidance,
+                strength_a=o.strength,
+                strength_b=o.strength,
+                guidance_a=o.guidance,
+                guidance_b=o.guidance,
             )
-            for c in plan
+            for c, (a, b) in zip(plan, clip_prompts(plan, options.style, tempos), strict=True)
         ]
 
     def _composer(self) -> MusicGenerator:
@@ -241,6 +318,42 @@ class RiffusionGenerator:
             self.composer = ComposerGenerator()
         return self.composer
 
+    def prepare(
+        self, timeline: Timeline, duration: float, options: GenerateOptions, progress: Progress | None = None
+    ) -> Prepared:
+        """Everything before the diffusion: the clip plan, the composer's seed music as one seed image
+        per clip, and the requests."""
+        plan = plan_clips(timeline, duration, self.clip_s, self.crossfade_s, seed=options.seed)
+        composer = self._composer()
+        seed_bed = composer.generate(timeline, duration, options, progress)
+        seeds, scales = self.seed_images(plan, self.codec_input(seed_bed))
+        tempos = composer_tempos(composer, timeline, duration, options)
+        return Prepared(tuple(plan), tuple(seeds), scales, tuple(self.requests(plan, options, tempos)))
+
+    def render_clips(self, prepared: Prepared, seed: int = 0, progress: Progress | None = None) -> np.ndarray:
+        """The clips' audio ``(clips, samples)`` at the codec's rate: batches of img2img from the seed
+        images, then image -> mel -> audio (Griffin-Lim) on the generator's device."""
+        p = self.codec.params
+        n = len(prepared.plan)
+        clips = np.zeros((n, self.render_width() * p.hop_length), dtype=np.float32)
+        n_batches = math.ceil(n / self.options.batch_size)
+        for bi in tqdm(range(n_batches), desc="riffusion", unit="batch", disable=n_batches < 2):
+            sl = slice(bi * self.options.batch_size, (bi + 1) * self.options.batch_size)
+            latents = self.pipe.encode_images(list(prepared.seeds[sl]))
+            images = self.pipe.interpolate(
+                prepared.requests[sl], latents, num_inference_steps=self.options.steps
+            )
+            batch_mels = np.stack(
+                [
+                    mel_from_image(img * 255.0, p, s)
+                    for img, s in zip(images, prepared.scales[sl], strict=True)
+                ]
+            )
+            clips[sl] = self.codec.audio_from_mel(batch_mels, seed=seed)
+            if progress is not None:
+                progress((bi + 1) / n_batches)
+        return clips
+
     def generate(
         self,
         timeline: Timeline,
@@ -249,24 +362,12 @@ class RiffusionGenerator:
         progress: Progress | None = None,
     ) -> MusicBed:
         report = progress or (lambda _f: None)
-        plan = plan_clips(timeline, duration, self.clip_s, self.crossfade_s, seed=options.seed)
-        seed_bed = self._composer().generate(timeline, duration, options, lambda f: report(f * _SEED_SHARE))
-        seeds, scales = self.seed_images(plan, self.codec_input(seed_bed))
-        requests = self.requests(plan, options)
-
+        prepared = self.prepare(timeline, duration, options, lambda f: report(f * _SEED_SHARE))
+        clips = self.render_clips(
+            prepared, options.seed, lambda f: report(_SEED_SHARE + (1 - _SEED_SHARE) * f)
+        )
         p = self.codec.params
-        clips = np.zeros((len(plan), self.render_width() * p.hop_length), dtype=np.float32)
-        n_batches = math.ceil(len(plan) / self.options.batch_size)
-        for bi in tqdm(range(n_batches), desc="riffusion", unit="batch", disable=n_batches < 2):
-            sl = slice(bi * self.options.batch_size, (bi + 1) * self.options.batch_size)
-            latents = self.pipe.encode_images(seeds[sl])
-            images = self.pipe.interpolate(requests[sl], latents, num_inference_steps=self.options.steps)
-            batch_mels = np.stack(
-                [mel_from_image(img * 255.0, p, s) for img, s in zip(images, scales[sl], strict=True)]
-            )
-            clips[sl] = self.codec.audio_from_mel(batch_mels, seed=options.seed)
-            report(_SEED_SHARE + (1 - _SEED_SHARE) * (bi + 1) / n_batches)
-        bed = assemble(plan, clips, p.sample_rate, duration)
+        bed = assemble(prepared.plan, clips, p.sample_rate, duration)
         return MusicBed(to_bed(bed, p.sample_rate, duration))
 
     def seed_images(

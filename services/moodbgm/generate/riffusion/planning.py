@@ -8,14 +8,19 @@ interpolate the prompt from the old emotion to the new one: a clip centred at ``
 ``b`` gets ``alpha = 0.5 + (c - b) / transition_s`` (clipped to [0, 1]), which puts the clips on
 either side of the change at about 1/4 and 3/4 with the default ``transition_s = 2 * clip_s``.
 Each clip is rendered ``crossfade_s / 2`` beyond both ends of its slot, and neighbours crossfade.
+
+``clip_prompts`` words each clip's endpoints with the shared caption template: emotion, style and
+the tempo of the seed music (``SectionTempo``, from the composer's plan) around the clip.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from moodbgm.generate.prompts import caption
 from moodbgm.types import Timeline, check_emotion
 
 SEED_STRIDE = 100_003
@@ -120,3 +125,42 @@ def _prompt_mix(
     if abs(center - b) >= transition / 2 or emotion not in (before, after):
         return emotion, emotion, 0.0
     return before, after, min(1.0, max(0.0, 0.5 + (center - b) / transition))
+
+
+@dataclass(frozen=True)
+class SectionTempo:
+    """Where the seed music plays at ``bpm`` (from the composer's plan), and for which emotion."""
+
+    emotion: str
+    start: float
+    end: float
+    bpm: float
+
+
+def tempo_for(tempos: Sequence[SectionTempo], emotion: str, t: float) -> float | None:
+    """The tempo of ``emotion`` around time ``t``: the nearest section of that emotion (None if none)."""
+    found = [s for s in tempos if s.emotion == emotion]
+    if not found:
+        return None
+
+    def distance(s: SectionTempo) -> float:
+        return 0.0 if s.start <= t < s.end else min(abs(t - s.start), abs(t - s.end))
+
+    return min(found, key=distance).bpm
+
+
+def clip_prompts(
+    plan: Sequence[ClipPlan], style: str, tempos: Sequence[SectionTempo] = ()
+) -> list[tuple[str, str]]:
+    """Prompts A and B of each clip: the shared caption of its emotions, ``style`` and the seed music's
+    tempo at the clip (``moodbgm.generate.prompts``: the wording the data-set builder trains with)."""
+    out = []
+    for c in plan:
+        mid = (c.start + c.end) / 2
+        out.append(
+            (
+                caption(c.emotion_a, style, tempo_for(tempos, c.emotion_a, mid)),
+                caption(c.emotion_b, style, tempo_for(tempos, c.emotion_b, mid)),
+            )
+        )
+    return out
