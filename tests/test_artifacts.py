@@ -116,11 +116,11 @@ def test_missing_input_is_a_clear_error_and_leaves_no_partial_file(
     stores: tuple[ArtifactStore, ArtifactStore],
 ) -> None:
     _, worker = stores
-    with pytest.raises(ArtifactMissing, match="stt.json"):
+    with pytest.raises(ArtifactMissing, match=r"stt\.json"):
         worker.stage_in("ffff0000", ["stt.json"])
     leftovers = list(worker.workdir("ffff0000").glob("*")) if worker.workdir("ffff0000").exists() else []
     assert leftovers == []
-    with pytest.raises(ArtifactMissing, match="did not write mix.wav"):
+    with pytest.raises(ArtifactMissing, match=r"did not write mix\.wav"):
         worker.publish("ffff0000", "remix", ["mix.wav"])
     assert worker.completed("ffff0000", "remix") is None
 

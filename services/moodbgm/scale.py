@@ -87,9 +87,10 @@ class ScaleResult:
         before = "?" if self.previous is None else str(self.previous)
         line = f"deployment/{self.deployment} in {self.namespace}: replicas {before} -> {self.replicas}{also}"
         if self.paused_autoscaler:
+            so = f"scaledobject/{self.paused_autoscaler}"
             line += (
-                f"; KEDA scaledobject/{self.paused_autoscaler} paused at {self.replicas} (resume: kubectl -n "
-                f"{self.namespace} annotate scaledobject/{self.paused_autoscaler} {PAUSED_REPLICAS_ANNOTATION}-)"
+                f"; KEDA {so} paused at {self.replicas} (resume: "
+                f"kubectl -n {self.namespace} annotate {so} {PAUSED_REPLICAS_ANNOTATION}-)"
             )
         return line
 
