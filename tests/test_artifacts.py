@@ -6,6 +6,7 @@ from one to the other through the object store."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -18,7 +19,14 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from devtools.local import free_port
-from moodbgm.artifacts import ArtifactMissing, ArtifactStore, StageManifest, check_key, open_store
+from moodbgm.artifacts import (
+    ArtifactMissing,
+    ArtifactStore,
+    StageManifest,
+    check_key,
+    open_store,
+    warn_if_not_wired,
+)
 from moodbgm.artifacts.local import LocalDirStore
 from moodbgm.artifacts.s3 import S3Store
 from moodbgm.config import Settings
@@ -199,3 +207,11 @@ def test_keys_and_settings_are_checked() -> None:
     assert isinstance(open_store(Settings()), LocalDirStore)
     with pytest.raises(ValueError, match="MOODBGM_S3_BUCKET"):
         open_store(Settings(storage="s3"))
+
+
+def test_storage_not_yet_wired_is_said_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="moodbgm.artifacts"):
+        warn_if_not_wired(Settings())
+        assert not caplog.records
+        warn_if_not_wired(Settings(storage="s3", s3_bucket=BUCKET))
+    assert "MOODBGM_STORAGE=s3 is not in effect yet" in caplog.text

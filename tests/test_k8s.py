@@ -212,20 +212,47 @@ def test_referenced_configmaps_secrets_and_claims_exist(docs: list[Doc]) -> None
             assert ref["key"] in EXTERNAL_SECRETS[ref["name"]], ref
 
 
+def _placeholders(docs: list[Doc]) -> list[str]:
+    """Every value that looks like a placeholder: in Secrets (decoded), ConfigMaps and literal env."""
+    found = []
+    for secret in _of(docs, "Secret"):
+        values = {**secret.get("stringData", {})}
+        values.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+        found += [
+            f"secret/{secret['metadata']['name']} {k}={v}" for k, v in values.items() if PLACEHOLDER.search(v)
+        ]
+    for config in _of(docs, "ConfigMap"):
+        found += [f"{k}={v}" for k, v in config["data"].items() if PLACEHOLDER.search(v)]
+    for workload in _workloads(docs):
+        for container in _containers(workload):
+            for env in container.get("env", []):
+                value = env.get("value", "").replace("$(REDIS_PASSWORD)", "")  # a reference, not a value
+                if PLACEHOLDER.search(value):
+                    found.append(f"{env['name']}={value}")
+    return found
+
+
 def test_nothing_secret_is_committed(docs: list[Doc]) -> None:
     """No overlay ships a Secret (the operator's own survives `kubectl apply -k`), and no value anywhere
     is a placeholder that would become a live credential."""
     assert not _of(docs, "Secret")
+    assert _placeholders(docs) == []
     readme = (ROOT / "k8s" / "README.md").read_text()
     for name in EXTERNAL_SECRETS:
         assert f"create secret generic {name}" in readme, f"k8s/README.md must say how to create {name}"
-    for config in _of(docs, "ConfigMap"):
-        for key, value in config["data"].items():
-            assert not PLACEHOLDER.search(value), f"{key}={value}"
-    for workload in _workloads(docs):
-        for container in _containers(workload):
-            for env in container.get("env", []):
-                assert not PLACEHOLDER.search(env.get("value", "").replace("$(REDIS_PASSWORD)", "")), env
+
+
+def test_placeholder_check_catches_the_old_base_secret(rendered: dict[str, list[Doc]]) -> None:
+    """Negative control: the placeholder Secret the base used to ship is caught."""
+    old = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "moodbgm-api-keys"},
+        "stringData": {"MOODBGM_API_KEYS": '["replace-me-with-a-long-random-key"]'},
+    }
+    assert _placeholders([*rendered["cpu"], old]) == [
+        'secret/moodbgm-api-keys MOODBGM_API_KEYS=["replace-me-with-a-long-random-key"]'
+    ]
 
 
 def test_secrets_from_uncommitted_files(tmp_path: Path) -> None:
@@ -261,6 +288,7 @@ def test_secrets_from_uncommitted_files(tmp_path: Path) -> None:
     for doc in docs:
         _validate(doc)
     test_referenced_configmaps_secrets_and_claims_exist(docs)
+    assert _placeholders(docs) == []
 
 
 def test_redis_network_policy_admits_every_moodbgm_pod(docs: list[Doc]) -> None:

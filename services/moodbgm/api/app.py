@@ -30,6 +30,7 @@ from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService
 from moodbgm.api.uploads import UploadTooLarge
+from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError, MediaError
 from moodbgm.generate.base import STYLES
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        warn_if_not_wired(settings)
         sweeper = asyncio.create_task(_sweep(service))
         yield
         sweeper.cancel()

@@ -35,6 +35,7 @@ Intended call points (not wired here; the stage runner and the API adopt them):
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from moodbgm.errors import InputError, MoodbgmError
 
 if TYPE_CHECKING:
     from moodbgm.config import Settings
+
+log = logging.getLogger(__name__)
 
 MANIFEST_DIR = ".stages"
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -131,6 +134,19 @@ def open_store(settings: Settings) -> ArtifactStore:
     return S3Store.from_settings(settings)
 
 
+def warn_if_not_wired(settings: Settings) -> None:
+    """Until the stage runner and the API use the store, say loudly that ``storage`` is not in effect
+    (called by ``moodbgm worker`` and the API at start-up)."""
+    if settings.storage != "local":
+        log.warning(
+            "MOODBGM_STORAGE=%s is not in effect yet: the stages and the API still exchange job files "
+            "through %s, which must then be shared by every process (the artifact store is not wired "
+            "into the stage runner)",
+            settings.storage,
+            settings.data_dir,
+        )
+
+
 __all__ = [
     "MANIFEST_DIR",
     "ArtifactMissing",
@@ -138,4 +154,5 @@ __all__ = [
     "StageManifest",
     "check_key",
     "open_store",
+    "warn_if_not_wired",
 ]

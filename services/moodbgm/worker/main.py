@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
 from moodbgm.worker.app import QUEUES, create_celery, worker_nodename
@@ -35,6 +36,7 @@ def run_worker(settings: Settings, queues: str, concurrency: int) -> int:
     if concurrency < 1:
         raise InputError("concurrency must be >= 1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    warn_if_not_wired(settings)
     app = create_celery(settings)
     worker = app.Worker(
         queues=names,
