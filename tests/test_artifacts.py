@@ -70,20 +70,25 @@ def _s3_settings(endpoint: str, scratch: Path, prefix: str) -> Settings:
     )
 
 
-@pytest.fixture(params=["local", "s3"])
-def stores(
-    request: pytest.FixtureRequest, tmp_path: Path, s3_endpoint: str, aws_env: None
-) -> tuple[ArtifactStore, ArtifactStore]:
-    """(the API's store, a worker's store)."""
-    if request.param == "local":
-        settings = Settings(data_dir=tmp_path / "shared")  # one directory both see (an RWX volume)
-        return open_store(settings), open_store(settings)
+@pytest.fixture
+def s3_stores(tmp_path: Path, s3_endpoint: str, aws_env: None) -> tuple[S3Store, S3Store]:
+    """(the API's store, a worker's store): separate scratch directories, one bucket."""
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
     prefix = f"run-{secrets.token_hex(4)}/"
     api = open_store(_s3_settings(s3_endpoint, tmp_path / "api-scratch", prefix))
     worker = open_store(_s3_settings(s3_endpoint, tmp_path / "worker-scratch", prefix))
     assert isinstance(api, S3Store) and isinstance(worker, S3Store)
     return api, worker
+
+
+@pytest.fixture(params=["local", "s3"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[ArtifactStore, ArtifactStore]:
+    """(the API's store, a worker's store) of either backend."""
+    if request.param == "local":
+        settings = Settings(data_dir=tmp_path / "shared")  # one directory both see (an RWX volume)
+        return open_store(settings), open_store(settings)
+    pair: tuple[ArtifactStore, ArtifactStore] = request.getfixturevalue("s3_stores")
+    return pair
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -134,13 +139,11 @@ def test_missing_input_is_a_clear_error_and_leaves_no_partial_file(
 
 
 def test_s3_stage_is_complete_only_when_every_output_is_up(
-    stores: tuple[ArtifactStore, ArtifactStore], monkeypatch: pytest.MonkeyPatch
+    s3_stores: tuple[S3Store, S3Store], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker dying mid-upload (here: the second upload fails) leaves the stage not done, also when an
     earlier run had completed it: the manifest is removed first and written last."""
-    api, worker = stores
-    if not isinstance(worker, S3Store):
-        pytest.skip("the local store uploads nothing")
+    api, worker = s3_stores
     work = worker.workdir(JOB)
     _write(work / "bgm.wav", b"a" * 10)
     _write(work / "bgm.mid", b"b" * 10)
@@ -164,11 +167,8 @@ def test_s3_stage_is_complete_only_when_every_output_is_up(
     assert api.size(JOB, "bgm.wav") == 20  # the first output is there, but the stage is not done
 
 
-def test_s3_downloads_are_presigned_urls(stores: tuple[ArtifactStore, ArtifactStore]) -> None:
-    api, worker = stores
-    if isinstance(api, LocalDirStore):
-        assert api.url(JOB, "output.mp4") is None  # the API streams the file itself
-        return
+def test_s3_downloads_are_presigned_urls(s3_stores: tuple[S3Store, S3Store]) -> None:
+    api, worker = s3_stores
     _write(worker.workdir(JOB) / "output.mp4", b"\x00\x00\x00\x18ftypmp42" + os.urandom(100))
     worker.publish(JOB, "remix", ["output.mp4"])
     url = api.url(JOB, "output.mp4", filename="0123abcd-output.mp4")
@@ -204,7 +204,9 @@ def test_keys_and_settings_are_checked() -> None:
         with pytest.raises(InputError):
             check_key(job_id, name)
     check_key(JOB, "media/probe.json")
-    assert isinstance(open_store(Settings()), LocalDirStore)
+    local = open_store(Settings())
+    assert isinstance(local, LocalDirStore)
+    assert local.url(JOB, "output.mp4") is None  # the API streams the file itself
     with pytest.raises(ValueError, match="MOODBGM_S3_BUCKET"):
         open_store(Settings(storage="s3"))
 
