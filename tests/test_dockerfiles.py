@@ -4,6 +4,7 @@ the images are built around, checked on the parsed Dockerfiles; and the .dockeri
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 import shutil
@@ -220,3 +221,19 @@ def test_dockerignore_keeps_what_the_dockerfiles_copy() -> None:
     for kept in ("services/moodbgm/cli.py", "services/moodbgm/scale.py", "pyproject.toml"):
         assert not _ignored(kept, patterns), kept
     assert fnmatch.fnmatch("x", patterns[0])  # allow-list: everything else starts excluded
+
+
+def test_worker_healthcheck_is_the_probe_the_manifests_run(flavour: str) -> None:
+    """The image's worker HEALTHCHECK pings exactly what the Kubernetes probes ping (that command is run
+    against a live worker in tests/test_worker_probes.py): the module-level app, celery@$HOSTNAME."""
+    from helpers import render_overlay
+
+    (check,) = [ins.value for ins in parse(DOCKERFILES[flavour]) if ins.keyword == "HEALTHCHECK"]
+    script = json.loads(check.split("CMD", 1)[1])[-1]
+    worker_branch = re.search(r"then (.*?) >/dev/null; else", script).group(1)  # type: ignore[union-attr]
+    probes = {
+        d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["command"][-1]
+        for d in render_overlay("cpu" if flavour == "cpu" else "gpu")
+        if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("worker-")
+    }
+    assert probes == {f"exec {worker_branch}"}

@@ -4,25 +4,42 @@ cluster would only reveal at run time (selectors, probes, GPU placement, autosca
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
+import secrets
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from cloudcoil.models.keda.v1alpha1 import ScaledObject
+from cloudcoil.models.keda.v1alpha1 import ScaledObject, TriggerAuthentication
 
-from helpers import render_overlay
-from moodbgm.scale import QUEUES, QUEUES_ANNOTATION
+from helpers import render_kustomization, render_overlay
+from moodbgm.scale import QUEUES, QUEUES_ANNOTATION, RBAC_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERLAYS = ("cpu", "gpu", "cpu-keda", "gpu-keda")
+OVERLAYS = ("cpu", "gpu", "cpu-s3", "cpu-keda", "gpu-keda")
 K8S_VERSION = "1.33.0"
 NAMESPACE = "moodbgm"
 # custom resources: no schema in kubernetes-validate; checked against their own model below
-CRD_MODELS: dict[tuple[str, str], Any] = {("keda.sh/v1alpha1", "ScaledObject"): ScaledObject}
+CRD_MODELS: dict[tuple[str, str], Any] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): ScaledObject,
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): TriggerAuthentication,
+}
+# Secrets the manifests use but never contain: created by the operator (k8s/README.md) or by
+# components/secrets-from-files from uncommitted files; name -> keys
+EXTERNAL_SECRETS = {
+    "moodbgm-api-keys": {"MOODBGM_API_KEYS"},
+    "moodbgm-redis": {"REDIS_PASSWORD"},
+    "moodbgm-s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+}
+PLACEHOLDER = re.compile(r"replace|change.?me|example|placeholder|secret|password|<|xxx|todo", re.I)
+# the broker's visibility timeout must exceed every worker's hard time limit; the grace period too
+GRACE_MARGIN_S = 30
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 GPU = "nvidia.com/gpu"
 
@@ -181,12 +198,97 @@ def test_referenced_configmaps_secrets_and_claims_exist(docs: list[Doc]) -> None
                 assert ("PersistentVolumeClaim", vol["persistentVolumeClaim"]["claimName"]) in names, vol
         for container in _containers(workload):
             for src in container.get("envFrom", []):
-                assert ("ConfigMap", src["configMapRef"]["name"]) in names, src
+                if "configMapRef" in src:
+                    assert ("ConfigMap", src["configMapRef"]["name"]) in names, src
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
-                    (secret,) = [d for d in _of(docs, "Secret") if d["metadata"]["name"] == ref["name"]]
-                    assert ref["key"] in secret.get("stringData", secret.get("data", {}))
+                    assert ref["key"] in EXTERNAL_SECRETS[ref["name"]], ref
+            for src in container.get("envFrom", []):
+                if "secretRef" in src:
+                    assert src["secretRef"]["name"] in EXTERNAL_SECRETS, src
+    for auth in _of(docs, "TriggerAuthentication"):
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["key"] in EXTERNAL_SECRETS[ref["name"]], ref
+
+
+def _placeholders(docs: list[Doc]) -> list[str]:
+    """Every value that looks like a placeholder: in Secrets (decoded), ConfigMaps and literal env."""
+    found = []
+    for secret in _of(docs, "Secret"):
+        values = {**secret.get("stringData", {})}
+        values.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+        found += [
+            f"secret/{secret['metadata']['name']} {k}={v}" for k, v in values.items() if PLACEHOLDER.search(v)
+        ]
+    for config in _of(docs, "ConfigMap"):
+        found += [f"{k}={v}" for k, v in config["data"].items() if PLACEHOLDER.search(v)]
+    for workload in _workloads(docs):
+        for container in _containers(workload):
+            for env in container.get("env", []):
+                value = env.get("value", "").replace("$(REDIS_PASSWORD)", "")  # a reference, not a value
+                if PLACEHOLDER.search(value):
+                    found.append(f"{env['name']}={value}")
+    return found
+
+
+def test_nothing_secret_is_committed(docs: list[Doc]) -> None:
+    """No overlay ships a Secret (the operator's own survives `kubectl apply -k`), and no value anywhere
+    is a placeholder that would become a live credential."""
+    assert not _of(docs, "Secret")
+    assert _placeholders(docs) == []
+    readme = (ROOT / "k8s" / "README.md").read_text()
+    for name in EXTERNAL_SECRETS:
+        assert f"create secret generic {name}" in readme, f"k8s/README.md must say how to create {name}"
+
+
+def test_placeholder_check_catches_the_old_base_secret(rendered: dict[str, list[Doc]]) -> None:
+    """Negative control: the placeholder Secret the base used to ship is caught."""
+    old = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "moodbgm-api-keys"},
+        "stringData": {"MOODBGM_API_KEYS": '["replace-me-with-a-long-random-key"]'},
+    }
+    assert _placeholders([*rendered["cpu"], old]) == [
+        'secret/moodbgm-api-keys MOODBGM_API_KEYS=["replace-me-with-a-long-random-key"]'
+    ]
+
+
+def test_secrets_from_uncommitted_files(tmp_path: Path) -> None:
+    """components/secrets-from-files: Secrets from local .env files that git ignores; the rendered
+    Secrets carry exactly those values, and the committed examples are only examples."""
+    component = ROOT / "k8s" / "components" / "secrets-from-files"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(component / "redis.env")], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "the real secret files must be gitignored"
+    examples = sorted(p.name for p in component.glob("*.env.example"))
+    assert examples == ["api-keys.env.example", "redis.env.example"]
+    tree = tmp_path / "k8s"
+    shutil.copytree(ROOT / "k8s", tree, ignore=shutil.ignore_patterns("*.env"))
+    api_key, password = secrets.token_hex(32), secrets.token_hex(32)
+    (tree / "components/secrets-from-files/api-keys.env").write_text(f'MOODBGM_API_KEYS=["{api_key}"]\n')
+    (tree / "components/secrets-from-files/redis.env").write_text(f"REDIS_PASSWORD={password}\n")
+    mine = tree / "overlays" / "mine"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: moodbgm\n"
+        "resources: [../cpu-keda]\ncomponents: [../../components/secrets-from-files]\n"
+    )
+    docs = render_kustomization(mine)
+    found = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+        for s in _of(docs, "Secret")
+    }
+    assert found == {
+        "moodbgm-api-keys": {"MOODBGM_API_KEYS": f'["{api_key}"]'},
+        "moodbgm-redis": {"REDIS_PASSWORD": password},
+    }
+    for doc in docs:
+        _validate(doc)
+    test_referenced_configmaps_secrets_and_claims_exist(docs)
+    assert _placeholders(docs) == []
 
 
 def test_redis_network_policy_admits_every_moodbgm_pod(docs: list[Doc]) -> None:
@@ -242,12 +344,28 @@ def test_api_probes_and_ingress(docs: list[Doc]) -> None:
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 300
 
 
+def _env(container: Doc) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def _config(docs: list[Doc]) -> dict[str, str]:
+    (config,) = _of(docs, "ConfigMap")
+    return dict(config["data"])
+
+
 def test_workers_shut_down_warm_and_are_probed_with_celery_ping(docs: list[Doc]) -> None:
+    visibility = int(_config(docs)["MOODBGM_BROKER_VISIBILITY_TIMEOUT_S"])
     for worker in _workers(docs):
         name = worker["metadata"]["name"]
         pod = _pod(worker)["spec"]
-        assert pod["terminationGracePeriodSeconds"] > 30 * 60, f"{name}: shorter than the longest task"
         (container,) = pod["containers"]
+        env = _env(container)
+        soft, hard = int(env["MOODBGM_TASK_SOFT_TIME_LIMIT_S"]), int(env["MOODBGM_TASK_TIME_LIMIT_S"])
+        assert 0 < soft < hard < visibility, f"{name}: soft < hard < broker visibility timeout"
+        # warm shutdown lets the running task reach its hard limit before the kubelet kills the pod
+        assert pod["terminationGracePeriodSeconds"] >= hard + GRACE_MARGIN_S, name
+        annotations = _pod(worker)["metadata"]["annotations"]
+        assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false", name
         # Celery itself is PID 1 (no shell, no init in front of it) and consumes the annotated queues
         command = container["command"]
         assert command[:2] == ["moodbgm", "worker"], name
@@ -265,30 +383,107 @@ def test_workers_shut_down_warm_and_are_probed_with_celery_ping(docs: list[Doc])
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, f"{name}: room to load models"
 
 
-def test_shared_data_volume_is_read_write_many(docs: list[Doc]) -> None:
-    pvc = _named(docs, "PersistentVolumeClaim", "moodbgm-data")
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    (config,) = _of(docs, "ConfigMap")
-    assert config["data"]["MOODBGM_DATA_DIR"].startswith("/data/")
+def test_api_drains_within_its_grace_period(docs: list[Doc]) -> None:
+    api = _named(docs, "Deployment", "api")
+    pod = _pod(api)["spec"]
+    (container,) = pod["containers"]
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    drain = int(_env(container)["MOODBGM_SHUTDOWN_TIMEOUT_S"])
+    assert pause >= 5, "the endpoint must leave the Service before uvicorn stops accepting"
+    assert pause + drain < pod["terminationGracePeriodSeconds"], "uvicorn must finish before SIGKILL"
+    assert drain >= 60, "long uploads and downloads need time to finish"
+
+
+def test_storage_is_rwx_with_a_named_class_or_object_storage(docs: list[Doc]) -> None:
+    """One storage choice per overlay: a ReadWriteMany claim of an explicit class (never the cluster's
+    default, RWO on most clusters) mounted by every pod, or object storage with pod-local scratch."""
+    config = _config(docs)
+    assert config["MOODBGM_DATA_DIR"].startswith("/data/")
+    claims = {c["metadata"]["name"]: c for c in _of(docs, "PersistentVolumeClaim")}
+    for claim in claims.values():
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"], claim["metadata"]["name"]
+        assert claim["spec"]["storageClassName"], "the RWX storage class must be named"
     for deployment in _of(docs, "Deployment"):
+        name = deployment["metadata"]["name"]
         (container,) = _containers(deployment)
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        assert "/data" in mounts and not mounts["/data"].get("readOnly"), deployment["metadata"]["name"]
+        assert "/data" in mounts and not mounts["/data"].get("readOnly"), name
+        volumes = {v["name"]: v for v in _pod(deployment)["spec"]["volumes"]}
+        data = volumes[mounts["/data"]["name"]]
+        if config["MOODBGM_STORAGE"] == "local":
+            assert data["persistentVolumeClaim"]["claimName"] == "moodbgm-data", name
+        else:
+            assert "emptyDir" in data, f"{name}: object storage needs only pod-local scratch"
+            secret_refs = [s["secretRef"] for s in container["envFrom"] if "secretRef" in s]
+            assert secret_refs == [{"name": "moodbgm-s3", "optional": True}], name
+    if config["MOODBGM_STORAGE"] == "local":
+        assert "moodbgm-data" in claims
+    else:
+        assert config["MOODBGM_STORAGE"] == "s3" and config["MOODBGM_S3_BUCKET"]
+        assert config["MOODBGM_SCRATCH_DIR"].startswith("/data/")
+        assert not claims, "object storage needs no PersistentVolumeClaim"
 
 
-def test_redis_persists_and_is_probed(docs: list[Doc]) -> None:
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "kb": 1000, "mb": 2**20, "gb": 2**30}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(quantity[: -len(unit)]) * factor
+    return int(quantity)
+
+
+def test_redis_is_a_safe_broker(docs: list[Doc]) -> None:
     redis = _named(docs, "StatefulSet", "redis")
     (container,) = _containers(redis)
     args = container["args"]
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert args[args.index("--protected-mode") + 1] == "yes"
+    # maxmemory (redis "mb" = MiB) about 70 % of the container limit: room for the AOF rewrite fork
+    ratio = _bytes(args[args.index("--maxmemory") + 1]) / _bytes(container["resources"]["limits"]["memory"])
+    assert 0.6 <= ratio <= 0.75, ratio
+    password_ref = {"secretKeyRef": {"name": "moodbgm-redis", "key": "REDIS_PASSWORD"}}
+    env = {e["name"]: e for e in container["env"]}
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert env["REDIS_PASSWORD"]["valueFrom"] == password_ref
+    assert env["REDISCLI_AUTH"]["valueFrom"] == password_ref  # the probes' redis-cli logs in
     (claim,) = redis["spec"]["volumeClaimTemplates"]
     assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert "redis-cli -h 127.0.0.1 ping" in container[probe]["exec"]["command"][-1]
     assert redis["spec"]["serviceName"] in {s["metadata"]["name"] for s in _of(docs, "Service")}
-    (config,) = _of(docs, "ConfigMap")
-    assert config["data"]["MOODBGM_REDIS_URL"] == f"redis://{redis['spec']['serviceName']}:6379/0"
+    # every client of Redis (API, workers) uses the password; it is declared before it is expanded
+    assert "MOODBGM_REDIS_URL" not in _config(docs)
+    for deployment in _of(docs, "Deployment"):
+        (client,) = _containers(deployment)
+        names = [e["name"] for e in client["env"]]
+        client_env = {e["name"]: e for e in client["env"]}
+        assert client_env["REDIS_PASSWORD"]["valueFrom"] == password_ref
+        url = client_env["MOODBGM_REDIS_URL"]["value"]
+        assert url == f"redis://:$(REDIS_PASSWORD)@{redis['spec']['serviceName']}:6379/0"
+        assert names.index("REDIS_PASSWORD") < names.index("MOODBGM_REDIS_URL")
+
+
+def test_scale_service_account_has_exactly_what_moodbgm_scale_uses(docs: list[Doc]) -> None:
+    role = _named(docs, "Role", "moodbgm-scale")
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert granted == set(RBAC_RULES)
+    binding = _named(docs, "RoleBinding", "moodbgm-scale")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "moodbgm-scale",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "moodbgm-scale", "namespace": NAMESPACE}
+    ]
+    assert _named(docs, "ServiceAccount", "moodbgm-scale")
 
 
 # ---------------------------------------------------------------------------------------- queues & GPUs
@@ -329,7 +524,7 @@ def test_gpu_overlay_puts_stt_and_generate_on_gpu_nodes(rendered: dict[str, list
     assert not mounts["/models"].get("readOnly")
 
 
-@pytest.mark.parametrize("overlay", ["cpu", "cpu-keda"])
+@pytest.mark.parametrize("overlay", ["cpu", "cpu-keda", "cpu-s3"])
 def test_cpu_overlay_needs_no_gpu(rendered: dict[str, list[Doc]], overlay: str) -> None:
     docs = rendered[overlay]
     (config,) = _of(docs, "ConfigMap")
@@ -358,18 +553,36 @@ def test_one_autoscaler_per_deployment(docs: list[Doc]) -> None:
 
 
 @pytest.mark.parametrize("overlay", ["cpu-keda", "gpu-keda"])
-def test_keda_scales_every_worker_on_its_queues(rendered: dict[str, list[Doc]], overlay: str) -> None:
+def test_keda_scales_every_worker_on_waiting_plus_running_tasks(
+    rendered: dict[str, list[Doc]], overlay: str
+) -> None:
+    """The metric counts running tasks too, so scale-in never takes the pods the work in hand needs."""
     docs = rendered[overlay]
     scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in _of(docs, "ScaledObject")}
     workers = {w["metadata"]["name"]: w for w in _workers(docs)}
     assert set(scaled) == set(workers)
     (redis_service,) = [s for s in _of(docs, "Service") if s["metadata"]["name"] == "redis"]
     port = redis_service["spec"]["ports"][0]["port"]
+    (auth,) = _of(docs, "TriggerAuthentication")
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "moodbgm-redis", "key": "REDIS_PASSWORD"}
+    ]
+    (api_service,) = [s for s in _of(docs, "Service") if s["metadata"]["name"] == "api"]
     for name, obj in scaled.items():
-        triggers = obj["spec"]["triggers"]
-        assert {t["type"] for t in triggers} == {"redis"}
-        assert tuple(t["metadata"]["listName"] for t in triggers) == _queues(workers[name]), name
-        for trigger in triggers:
+        queues = _queues(workers[name])
+        triggers = {t["name"]: t for t in obj["spec"]["triggers"]}
+        waiting = [t for t in obj["spec"]["triggers"] if t["type"] == "redis"]
+        assert tuple(t["metadata"]["listName"] for t in waiting) == queues, name
+        for trigger in waiting:
             assert trigger["metadata"]["address"] == f"redis.{NAMESPACE}.svc.cluster.local:{port}"
-            assert int(trigger["metadata"]["listLength"]) >= 1
+            assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        running = triggers["running"]
+        assert running["type"] == "metrics-api" and running["metadata"]["valueLocation"] == "running"
+        assert running["metadata"]["url"] == (
+            f"http://{api_service['metadata']['name']}.{NAMESPACE}.svc.cluster.local"
+            f"/ops/queues?queues={','.join(queues)}"
+        )
+        modifiers = obj["spec"]["advanced"]["scalingModifiers"]
+        assert sorted(modifiers["formula"].split(" + ")) == sorted(triggers), name
+        assert int(modifiers["target"]) >= 1 and modifiers["metricType"] == "AverageValue"
         assert 0 <= obj["spec"]["minReplicaCount"] < obj["spec"]["maxReplicaCount"]

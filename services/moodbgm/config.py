@@ -73,3 +73,15 @@ class Settings(BaseSettings):
     max_variations: int = Field(default=4, ge=1, le=16)  # music variations per upload
     max_batch_files: int = Field(default=20, ge=1)
     log_level: str = "INFO"
+    # uvicorn's graceful drain on SIGTERM; k8s: below the pod's grace period minus its preStop pause
+    shutdown_timeout_s: int = Field(default=30, ge=0)
+    # artifact store (moodbgm.artifacts): "local" (data_dir, also on a shared RWX volume) or "s3"
+    # (any S3-compatible store; credentials from the standard AWS chain: AWS_ACCESS_KEY_ID/
+    # AWS_SECRET_ACCESS_KEY, a web identity token, an instance profile)
+    storage: Literal["local", "s3"] = "local"
+    s3_bucket: str = ""
+    s3_prefix: str = "moodbgm/"
+    s3_endpoint_url: str | None = None  # MinIO, GCS interoperability, Ceph; None or "": AWS S3
+    s3_region: str | None = None
+    s3_presign_ttl_s: int = Field(default=3600, gt=0, le=7 * 24 * 3600)  # S3's SigV4 maximum
+    scratch_dir: Path = Path("scratch")  # pod-local copies of a stage's inputs and outputs (s3)

@@ -5,6 +5,13 @@ the kustomize manifests (``k8s/``) carries the label ``app.kubernetes.io/compone
 annotation ``moodbgm.io/queues`` (e.g. ``"stt,nlp"``), and the overlays differ (the ``gpu`` overlay moves
 ``stt`` to its own GPU Deployment). The replica count is written through the Deployment's ``scale``
 subresource with a merge patch, exactly what ``kubectl scale`` does.
+
+A Deployment owned by a KEDA ``ScaledObject`` (``k8s/components/keda``) would be scaled back at KEDA's
+next poll, so ``scale`` looks for one first and either refuses (the default, with a message that says
+so) or, with ``pause_autoscaler``, pauses it at the count asked for: the annotation
+``autoscaling.keda.sh/paused-replicas: "N"`` makes KEDA set N replicas and stop autoscaling until the
+annotation is removed. ``RBAC_RULES`` lists every call this module makes; the Role in
+``k8s/base/rbac.yaml`` grants exactly those (checked by ``tests/test_k8s.py``).
 """
 
 from __future__ import annotations
@@ -28,10 +35,23 @@ WORKER_SELECTOR = "app.kubernetes.io/part-of=moodbgm,app.kubernetes.io/component
 QUEUES_ANNOTATION = "moodbgm.io/queues"
 MAX_REPLICAS = 1000
 REQUEST_TIMEOUT_S = 30.0
+KEDA_GROUP, KEDA_VERSION, KEDA_PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
+PAUSED_REPLICAS_ANNOTATION = "autoscaling.keda.sh/paused-replicas"
+# (API group, resource, verb) of every call below: the in-cluster Role grants exactly these
+RBAC_RULES: tuple[tuple[str, str, str], ...] = (
+    ("apps", "deployments", "list"),
+    ("apps", "deployments/scale", "patch"),
+    (KEDA_GROUP, KEDA_PLURAL, "list"),
+    (KEDA_GROUP, KEDA_PLURAL, "patch"),
+)
 
 
 class ScaleError(MoodbgmError):
     """The cluster could not be reached or refused the change; the message says what it answered."""
+
+
+class AutoscaledError(ScaleError):
+    """The Deployment is owned by a KEDA ScaledObject: a plain scale would be undone at its next poll."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +79,20 @@ class ScaleResult:
     replicas: int  # desired count now set on the Deployment
     previous: int | None  # desired count before the change (None when the Deployment had none)
     queues: tuple[str, ...]  # every queue the Deployment consumes (scaling one scales them all)
+    paused_autoscaler: str | None = None  # the KEDA ScaledObject paused at ``replicas``, if any
 
     def describe(self) -> str:
         shared = [q for q in self.queues if q != self.queue]
         also = f" (also serves {', '.join(shared)})" if shared else ""
         before = "?" if self.previous is None else str(self.previous)
-        return f"deployment/{self.deployment} in {self.namespace}: replicas {before} -> {self.replicas}{also}"
+        line = f"deployment/{self.deployment} in {self.namespace}: replicas {before} -> {self.replicas}{also}"
+        if self.paused_autoscaler:
+            so = f"scaledobject/{self.paused_autoscaler}"
+            line += (
+                f"; KEDA {so} paused at {self.replicas} (resume: "
+                f"kubectl -n {self.namespace} annotate {so} {PAUSED_REPLICAS_ANNOTATION}-)"
+            )
+        return line
 
 
 def parse_queues(annotation: str | None) -> tuple[str, ...]:
@@ -76,7 +104,8 @@ def parse_queues(annotation: str | None) -> tuple[str, ...]:
 
 def load_apps_api(kubeconfig: str | None = None, context: str | None = None) -> Any:
     """An ``AppsV1Api`` for the kubeconfig (``kubeconfig``/``context``, else the default file), or,
-    when there is none, for the in-cluster service account. Raises ``ScaleError`` if neither works."""
+    when there is none, for the in-cluster service account (``moodbgm-scale`` in ``k8s/base/rbac.yaml``).
+    Raises ``ScaleError`` if neither works."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
@@ -135,18 +164,73 @@ def find_deployment(api: Any, queue: str, namespace: str) -> tuple[str, tuple[st
     return matches[0]
 
 
+def find_scaled_object(custom: Any, deployment: str, namespace: str) -> str | None:
+    """The name of the KEDA ScaledObject that targets ``deployment``, or None (none, or no KEDA)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        listing = custom.list_namespaced_custom_object(
+            KEDA_GROUP, KEDA_VERSION, namespace, KEDA_PLURAL, _request_timeout=REQUEST_TIMEOUT_S
+        )
+    except ApiException as err:
+        if err.status == 404:  # the ScaledObject kind is not installed: KEDA is not there
+            return None
+        raise ScaleError(f"cannot list KEDA scaledobjects in {namespace}: {_api_message(err)}") from err
+    except Exception as err:
+        raise ScaleError(f"cannot list KEDA scaledobjects in {namespace}: {_api_message(err)}") from err
+    for obj in listing.get("items") or []:
+        target = (obj.get("spec") or {}).get("scaleTargetRef") or {}
+        if target.get("name") == deployment and target.get("kind", "Deployment") == "Deployment":
+            return str(obj["metadata"]["name"])
+    return None
+
+
+def pause_scaled_object(custom: Any, name: str, namespace: str, replicas: int) -> None:
+    """Pause KEDA's autoscaling of ``name`` at ``replicas`` (it sets them itself and stops polling)."""
+    body = {"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: str(replicas)}}}
+    try:
+        custom.patch_namespaced_custom_object(
+            KEDA_GROUP, KEDA_VERSION, namespace, KEDA_PLURAL, name, body, _request_timeout=REQUEST_TIMEOUT_S
+        )
+    except Exception as err:
+        raise ScaleError(f"cannot pause scaledobject/{name} in {namespace}: {_api_message(err)}") from err
+
+
 def scale_queue(
-    queue: str, replicas: int, namespace: str = DEFAULT_NAMESPACE, api: Any = None
+    queue: str,
+    replicas: int,
+    namespace: str = DEFAULT_NAMESPACE,
+    api: Any = None,
+    *,
+    custom_api: Any = None,
+    pause_autoscaler: bool = False,
 ) -> ScaleResult:
     """Set the replicas of the worker Deployment consuming ``queue``.
 
     ``api`` is a ``kubernetes.client.AppsV1Api``; ``None`` loads the kubeconfig / in-cluster config.
-    Raises ``ValueError`` for an unknown queue or a bad count and ``ScaleError`` when the API fails.
+    ``custom_api`` (a ``CustomObjectsApi``, default: on ``api``'s client) looks for a KEDA ScaledObject
+    on the Deployment: then this raises ``AutoscaledError``, or with ``pause_autoscaler`` pauses it at
+    ``replicas`` before scaling. Raises ``ValueError`` for an unknown queue or a bad count and
+    ``ScaleError`` when the API fails.
     """
     request = ScaleRequest(queue=queue, replicas=replicas, namespace=namespace)
     if api is None:
         api = load_apps_api()
     name, queues, previous = find_deployment(api, request.queue, request.namespace)
+    if custom_api is None:
+        from kubernetes import client
+
+        custom_api = client.CustomObjectsApi(api.api_client)
+    autoscaler = find_scaled_object(custom_api, name, request.namespace)
+    if autoscaler is not None:
+        if not pause_autoscaler:
+            raise AutoscaledError(
+                f"deployment/{name} is autoscaled by KEDA (scaledobject/{autoscaler}): KEDA would undo "
+                f"this at its next poll. Change the ScaledObject's min/maxReplicaCount instead, or pass "
+                f"--pause-autoscaler to pause KEDA at {request.replicas} replicas"
+            )
+        pause_scaled_object(custom_api, autoscaler, request.namespace, request.replicas)
+        log.info("paused scaledobject/%s at %d replicas", autoscaler, request.replicas)
     try:
         scale = api.patch_namespaced_deployment_scale(
             name,
@@ -169,6 +253,7 @@ def scale_queue(
         replicas=applied,
         previous=previous,
         queues=queues,
+        paused_autoscaler=autoscaler,
     )
     log.info("scaled %s", result.describe())
     return result
@@ -195,10 +280,17 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG or ~/.kube)")
     parser.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--pause-autoscaler",
+        action="store_true",
+        help="if KEDA autoscales the Deployment, pause it at REPLICAS (annotation "
+        f"{PAUSED_REPLICAS_ANNOTATION}) instead of refusing",
+    )
 
 
 def run_scale(args: argparse.Namespace) -> int:
-    """Run a parsed ``scale`` command: 0 done, 2 bad request, 1 the cluster failed."""
+    """Run a parsed ``scale`` command: 0 done, 2 bad request, 3 refused (KEDA owns the Deployment),
+    1 the cluster failed."""
     try:
         ScaleRequest(queue=args.queue, replicas=args.replicas, namespace=args.namespace)
     except ValueError as err:
@@ -206,7 +298,16 @@ def run_scale(args: argparse.Namespace) -> int:
         return 2
     try:
         api = load_apps_api(args.kubeconfig, args.context)
-        result = scale_queue(args.queue, args.replicas, namespace=args.namespace, api=api)
+        result = scale_queue(
+            args.queue,
+            args.replicas,
+            namespace=args.namespace,
+            api=api,
+            pause_autoscaler=args.pause_autoscaler,
+        )
+    except AutoscaledError as err:
+        print(f"moodbgm scale: {err}", file=sys.stderr)
+        return 3
     except ScaleError as err:
         print(f"moodbgm scale: {err}", file=sys.stderr)
         return 1

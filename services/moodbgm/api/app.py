@@ -13,10 +13,11 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import kombu.exceptions
 import redis
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -29,12 +30,15 @@ from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService
 from moodbgm.api.uploads import UploadTooLarge
+from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError, MediaError
 from moodbgm.generate.base import STYLES
 from moodbgm.jobs import GENERATORS
 from moodbgm.types import EMOTIONS
-from moodbgm.worker.app import create_celery
+from moodbgm.worker.app import QUEUES, create_celery
+from moodbgm.worker.main import parse_queues
+from moodbgm.worker.queue_depth import QueueDepth, broker_depth
 from moodbgm.worker.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -65,10 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
     store = JobStore.from_url(settings.redis_url, settings.redis_prefix, settings.job_retention_s)
     service = JobService(settings, store, create_celery(settings))
     registry = metrics.make_registry(store)
+    broker = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        warn_if_not_wired(settings)
         sweeper = asyncio.create_task(_sweep(service))
         yield
         sweeper.cancel()
@@ -101,12 +107,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
     def readyz() -> Response:
-        """Ready when the job store (Redis) answers."""
+        """Ready to serve: the data directory is there. Redis is reported, not required: while it
+        restarts, downloads (files on disk) still work and Redis-backed routes answer 503 themselves;
+        taking every API pod out of the Service would fail them all."""
         try:
             store.ping()
+            redis_state = "ok"
         except redis.exceptions.RedisError as e:
-            return JSONResponse(Health(status="unavailable", redis=str(e)).model_dump(), status_code=503)
-        return JSONResponse(Health(status="ok", redis="ok").model_dump())
+            redis_state = f"unavailable: {e}"
+        if not settings.data_dir.is_dir():
+            return JSONResponse(Health(status="unavailable", redis=redis_state).model_dump(), status_code=503)
+        return JSONResponse(Health(status="ok", redis=redis_state).model_dump())
+
+    @app.get("/ops/queues", response_model=QueueDepth, tags=["ops"])
+    def queues(names: Annotated[str, Query(alias="queues")] = ",".join(QUEUES)) -> QueueDepth:
+        """Waiting and running (taken, not yet acknowledged) tasks of some queues, from the broker:
+        KEDA's metrics-api trigger scales the workers on it (k8s/components/keda)."""
+        return broker_depth(broker, parse_queues(names))
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     def prometheus() -> Response:

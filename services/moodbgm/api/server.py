@@ -16,7 +16,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:
         port=port,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
-        timeout_graceful_shutdown=30,
+        # on SIGTERM: stop accepting, let requests in flight finish for this long (k8s: the pod's grace
+        # period minus its preStop pause, k8s/base/api.yaml)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     server = uvicorn.Server(config)
     server.run()

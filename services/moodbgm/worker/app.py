@@ -11,10 +11,15 @@ Reliability (declared here and on the tasks):
   second worker while the first is still allowed to run it. After a whole worker is lost, its unacked
   messages come back once the visibility timeout has passed.
 - soft/hard time limits per stage; retries with exponential backoff for transient errors only.
+
+``celery -A moodbgm.worker.app ...`` (the worker probes in ``k8s/`` and the images' HEALTHCHECK) finds the
+module-level ``app``: built on first access from the process's ``Settings`` (PEP 562 ``__getattr__``), so
+importing this module builds nothing and reads no environment.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from celery import Celery, chain
@@ -107,6 +112,25 @@ def create_celery(settings: Settings) -> MoodbgmCelery:
 
     register_tasks(app)
     return app
+
+
+def worker_nodename(host: str | None = None) -> str:
+    """The Celery node name of a worker: ``celery@<host>``, Celery's own default, so that
+    ``celery inspect ping -d celery@$HOSTNAME`` in a pod (one worker per container) addresses it."""
+    return f"celery@{host or socket.gethostname()}"
+
+
+_module_app: MoodbgmCelery | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app``/``celery``: the process's Celery app for the ``celery`` command line, built once on access."""
+    global _module_app
+    if name in ("app", "celery"):
+        if _module_app is None:
+            _module_app = create_celery(Settings())
+        return _module_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def enqueue_job(app: Celery, job_id: str) -> list[str]:

@@ -2,17 +2,20 @@
 
 In a container this process is PID 1 (``exec moodbgm worker``): SIGTERM starts Celery's warm shutdown
 (running stages finish, nothing new is taken); unacknowledged tasks go back to the queue.
+
+The node name is ``celery@<hostname>`` (``app.worker_nodename``): the Kubernetes probes and the images'
+HEALTHCHECK ping exactly that name. Run one worker per host (a pod, a container, or ``make up``'s single
+worker on every queue); a second one on the same host with the same name makes Celery warn.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
+from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
-from moodbgm.worker.app import QUEUES, create_celery
+from moodbgm.worker.app import QUEUES, create_celery, worker_nodename
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +36,15 @@ def run_worker(settings: Settings, queues: str, concurrency: int) -> int:
     if concurrency < 1:
         raise InputError("concurrency must be >= 1")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    warn_if_not_wired(settings)
     app = create_celery(settings)
     worker = app.Worker(
         queues=names,
         concurrency=concurrency,
         pool_cls="prefork",
         loglevel=settings.log_level,
-        hostname=f"moodbgm-{'-'.join(names)}-{os.getpid()}@{socket.gethostname()}",
+        # addressable by the probes (`celery inspect ping -d celery@$HOSTNAME`); one worker per host
+        hostname=worker_nodename(),
     )
     log.info(
         "worker on queues %s, %d process(es), data in %s", ",".join(names), concurrency, settings.data_dir
