@@ -14,10 +14,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from moodbgm.api.app import create_app
-from moodbgm.config import Settings
 from devtools.local import free_port
 from helpers import redis_url
+from moodbgm.api.app import create_app
+from moodbgm.config import Settings
 
 REDIS_URL = redis_url(11)
 

@@ -30,7 +30,7 @@ def test_create_job_places_input(media_dir: Path, tmp_path: Path) -> None:
     assert job.input_path().name == "input.mp4"
     assert job.input_path().read_bytes() == (media_dir / "av.mp4").read_bytes()
     rec = job.read()
-    assert rec["status"] == "queued" and rec["options"]["seed"] == 3
+    assert rec.status == "queued" and rec.options["seed"] == 3
     with pytest.raises(InputError):
         create_job(tmp_path / "k", tmp_path / "missing.mp4", JobOptions())
     with pytest.raises(InputError, match="not a job directory"):

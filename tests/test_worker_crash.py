@@ -20,14 +20,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from devtools.local import LocalProcess, start_worker
+from devtools.sample import make_sample
+from helpers import redis_url
 from moodbgm import media
 from moodbgm.api.app import create_app
 from moodbgm.config import Settings
 from moodbgm.files import read_wav
 from moodbgm.pipeline import STAGES
-from devtools.sample import make_sample
-from devtools.local import LocalProcess, start_worker
-from helpers import redis_url
 
 pytestmark = pytest.mark.slow
 REDIS_URL = redis_url(14)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import redis
 
-from moodbgm.worker.store import JobStore
 from helpers import redis_url
+from moodbgm.jobstore import JobStore
 
 REDIS_URL = redis_url(11)
 

@@ -1,6 +1,6 @@
 """Atomic file output: write to a temp name beside the target, then rename.
 
-A crash never leaves a half-written file under a final name (DESIGN.md, job directory).
+A crash never leaves a half-written file under a final name (docs/ARCHITECTURE.md, job directory).
 """
 
 from __future__ import annotations

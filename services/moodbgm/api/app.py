@@ -32,10 +32,10 @@ from moodbgm.api.uploads import UploadTooLarge
 from moodbgm.config import Settings
 from moodbgm.errors import InputError, MediaError
 from moodbgm.generate.base import STYLES
-from moodbgm.jobs import GENERATORS
+from moodbgm.jobs import GENERATORS, JobOptions
+from moodbgm.jobstore import JobStore
 from moodbgm.types import EMOTIONS
 from moodbgm.worker.app import create_celery
-from moodbgm.worker.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ def create_app(settings: Settings) -> FastAPI:
         "max_upload_mb": settings.max_upload_mb,
         "needs_key": bool(settings.api_keys),
         "settings": settings,
+        "defaults": JobOptions.from_settings(settings),
         "colors_json": json.dumps(emotion_colors()),
         "version": __version__,
     }

@@ -12,7 +12,8 @@ import socket
 
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
-from moodbgm.worker.app import QUEUES, create_celery
+from moodbgm.stages import QUEUES
+from moodbgm.worker.app import create_celery
 
 log = logging.getLogger(__name__)
 
