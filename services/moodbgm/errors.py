@@ -61,4 +61,8 @@ class JobGoneError(MoodbgmError):
 
 
 class StageTimeoutError(MoodbgmError):
-    """A stage ran past its time limit."""
+    """A stage ran past its time limit (``limit_s`` seconds)."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__(f"over {limit_s:g} s")

@@ -158,7 +158,8 @@ def describe_error(stage: str | None, exc: BaseException, events: JobEvents | No
     if isinstance(exc, InputError):
         return JobError("input", stage, str(exc))
     if isinstance(exc, ev.timeout_errors):
-        limit = f" ({ev.time_limit_s:g} s)" if ev.time_limit_s else ""
+        limit_s = getattr(exc, "limit_s", None) or ev.time_limit_s
+        limit = f" ({limit_s:g} s)" if limit_s else ""
         return JobError("timeout", stage, f"the {where} stage took too long{limit}")
     return JobError("internal", stage, f"internal error in the {where} stage: {type(exc).__name__}: {exc}")
 
@@ -235,7 +236,8 @@ def _time_limit(limit_s: float | None) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: Any) -> None:
-        raise StageTimeoutError(f"over {limit_s:g} s")
+        raise StageTimeoutError(limit_s)
+
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit_s)
@@ -253,10 +255,12 @@ def run_stage(
     progress: StageProgress | None = None,
     events: JobEvents | None = None,
     heartbeat_s: float = HEARTBEAT_S,
+    time_limit_s: float | None = None,
 ) -> bool:
     """Run one stage unless its outputs are current. Returns True when it did work.
 
-    A failure is recorded (``fail_job``) before it is raised again.
+    A failure is recorded (``fail_job``) before it is raised again. ``time_limit_s`` (main thread
+    only: the CLI) raises ``StageTimeoutError`` in a stage running longer; Celery enforces its own.
     """
     stage = BY_NAME[name]
     ev = events or ProgressEvents(progress)
@@ -287,7 +291,7 @@ def run_stage(
         ev.progress(job, name, fraction)
 
     try:
-        with _heartbeat(job, name, ev, heartbeat_s):
+        with _heartbeat(job, name, ev, heartbeat_s), _time_limit(time_limit_s):
             report(0.0)
             stage.runner(job, options, models, report)
             report(1.0)
@@ -324,8 +328,7 @@ def run_job(
     try:
         for s in STAGES:
             stage = s.name
-            with _time_limit(time_limit_s):
-                run_stage(job, s.name, models, events=ev)
+            run_stage(job, s.name, models, events=ev, time_limit_s=time_limit_s)
     except BaseException as e:
         if job.exists() and job.read().status == "running":  # not recorded by run_stage (e.g. ^C)
             fail_job(job, stage, e if isinstance(e, Exception) else CancelledError("interrupted"), ev)
