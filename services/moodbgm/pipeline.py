@@ -238,7 +238,6 @@ def _time_limit(limit_s: float | None) -> Iterator[None]:
     def expired(signum: int, frame: Any) -> None:
         raise StageTimeoutError(limit_s)
 
-
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, limit_s)
     try:
