@@ -108,3 +108,19 @@ def test_record_round_trip_and_job_ids(media_dir: Path, tmp_path: Path) -> None:
         check_job_id("abc")
     with pytest.raises(ValueError):
         JobError("oops", None, "x")
+
+
+def test_reads_a_record_of_the_previous_version(tmp_path: Path) -> None:
+    from moodbgm.files import write_json
+    from moodbgm.jobs import JobError
+
+    job = JobDir(tmp_path / "old")
+    job.root.mkdir()
+    write_json(job.record_path, {
+        "id": "old", "created": 1.0, "updated": 2.0, "status": "failed", "stage": "mix", "progress": 0.5,
+        "options": {"seed": 2}, "error": {"kind": "input", "message": "bad"},
+        "stages": {"media": {"key": "abc", "seconds": 1.5, "finished": 3.0}},
+    })  # fmt: skip
+    rec = job.read()
+    assert rec.error == JobError("input", None, "bad")
+    assert rec.stages["media"].status == "done" and rec.stages["media"].key == "abc"

@@ -161,7 +161,11 @@ class StageRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StageRecord:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "status" not in known:  # a record of version 0.x: only finished stages, {key, seconds, finished}
+            at = float(d.get("finished") or 0.0)
+            known = {"status": "done", "started": at, "heartbeat": at, **known}
+        return cls(**known)
 
 
 @dataclass(frozen=True)
