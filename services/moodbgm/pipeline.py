@@ -15,6 +15,7 @@ task) redoes only what is missing or what changed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Any
 
 from moodbgm import __version__
 from moodbgm.errors import CancelledError, InputError, JobGoneError, StageTimeoutError
-from moodbgm.jobs import JobDir, JobError, JobOptions, JobRecord
+from moodbgm.jobs import TERMINAL, JobDir, JobError, JobOptions, JobRecord
 from moodbgm.models import Models
 from moodbgm.stages import (
     BY_NAME,
@@ -144,7 +145,8 @@ def start_job(job: JobDir) -> JobRecord:
     return job.update(status="running", error=None, versions=versions())
 
 
-def finish_job(job: JobDir, events: JobEvents | None = None) -> JobRecord:
+def finish_job(job: JobDir) -> JobRecord:
+    """After the last stage: done, partial files removed."""
     job.clean_partials()
     return job.update(status="done", stage=None, progress=1.0, error=None)
 
@@ -178,7 +180,7 @@ def fail_job(job: JobDir, stage: str | None, exc: BaseException, events: JobEven
         status = "cancelled" if error.kind == "cancelled" else "failed"
         stages = dict(record.stages)
         if stage is not None and stage in stages and stages[stage].status == "running":
-            stages[stage] = _replace_stage(stages[stage], status=status)
+            stages[stage] = dataclasses.replace(stages[stage], status=status)
         job.write(record.replace(status=status, stage=stage, error=error, stages=stages))
     if events is not None:
         events.failed(job, error)
@@ -193,15 +195,9 @@ def cancel_job(job: JobDir) -> None:
     job.request_cancel()
     with contextlib.suppress(InputError, FileNotFoundError), job.locked():
         record = job.read()
-        if record.status not in ("done", "failed", "cancelled"):
+        if record.status not in TERMINAL:
             error = JobError("cancelled", record.stage, f"job {job.id} was cancelled")
             job.write(record.replace(status="cancelled", error=error))
-
-
-def _replace_stage(rec: Any, **fields: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(rec, **fields)
 
 
 @contextlib.contextmanager
@@ -332,7 +328,7 @@ def run_job(
         if job.exists() and job.read().status == "running":  # not recorded by run_stage (e.g. ^C)
             fail_job(job, stage, e if isinstance(e, Exception) else CancelledError("interrupted"), ev)
         raise
-    finish_job(job, ev)
+    finish_job(job)
     return job
 
 

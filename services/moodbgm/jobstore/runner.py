@@ -115,7 +115,7 @@ def execute_stage(
         job.clean_partials()
         raise
     if stage == LAST_STAGE:
-        pipeline.finish_job(job, events)
+        pipeline.finish_job(job)
         store.update(job_id, status="done", stage=None, progress=1.0, error=None, artifacts=job.files())
     if store.get(job_id) is None:  # deleted while this stage ran: leave nothing behind
         _remove_dir(job)
