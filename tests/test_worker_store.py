@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from helpers import redis_url
-from moodbgm.worker.store import JobStore
+from moodbgm.jobstore import JobStore
 
 REDIS_URL = redis_url(11)
 

@@ -80,8 +80,11 @@ def _start(args: list[str], env: Mapping[str, str], log_path: Path) -> LocalProc
 
 
 def start_worker(
-    env: Mapping[str, str], log_path: Path, queues: str = "media,stt,nlp,generate", concurrency: int = 1
+    env: Mapping[str, str], log_path: Path, queues: str | None = None, concurrency: int = 1
 ) -> LocalProcess:
+    from moodbgm.stages import QUEUES
+
+    queues = queues or ",".join(QUEUES)
     return _start(["worker", "--queues", queues, "--concurrency", str(concurrency)], env, log_path)
 
 

@@ -1,4 +1,6 @@
-"""The ``moodbgm`` command line (DESIGN.md). Exit codes: 0 done, 2 bad input or usage, 1 internal failure."""
+"""The ``moodbgm`` command line (docs/ARCHITECTURE.md).
+
+Exit codes: 0 done, 2 bad input or usage, 1 internal failure."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from moodbgm.config import Settings
 from moodbgm.errors import InputError
 
 if TYPE_CHECKING:
-    from moodbgm.jobs import JobOptions
     from moodbgm.types import Transcript
 
 log = logging.getLogger("moodbgm")
@@ -77,20 +78,18 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from moodbgm.jobs import create_job
+    from moodbgm.jobs import JobOptions, create_job
     from moodbgm.models import Models
     from moodbgm.pipeline import TIMELINE_OVERRIDE, run_job
 
     settings = _settings(args)
-    options = _options(
-        generator=args.generator or settings.generator,
-        style=args.style or settings.style,
-        seed=settings.seed if args.seed is None else args.seed,
+    options = JobOptions.from_settings(
+        settings,
+        generator=args.generator,
+        style=args.style,
+        seed=args.seed,
         emotion=args.emotion,
-        min_section=args.min_section if args.min_section is not None else settings.min_section,
-        min_confidence=settings.emotion_min_confidence,
-        duck_db=settings.duck_db,
-        target_lufs=settings.target_lufs,
+        min_section=args.min_section,
     )
     from moodbgm import media
 
@@ -104,20 +103,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar = _Bar(not args.quiet)
     try:
         with logging_redirect_tqdm():
-            run_job(job, models, progress=bar.stage)
+            run_job(job, models, progress=bar.stage, time_limit_s=settings.task_soft_time_limit_s)
     finally:
         bar.close()
     print(job.path("output.mp4"))
     return 0
-
-
-def _options(**fields: object) -> JobOptions:
-    from moodbgm.jobs import JobOptions
-
-    try:
-        return JobOptions.from_dict(fields)
-    except (TypeError, ValueError) as e:
-        raise InputError(str(e)) from None
 
 
 def _set_override(target: Path, source: str | None) -> None:
@@ -183,32 +173,39 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from moodbgm.jobs import JobDir
+    from moodbgm.jobs import JobDir, JobOptions
     from moodbgm.models import Models
-    from moodbgm.pipeline import TIMELINE_OVERRIDE, run_stage
+    from moodbgm.pipeline import run_stage
+    from moodbgm.stages import TIMELINE_OVERRIDE, stages_for
 
     job = JobDir(args.outdir)
     record = job.read()
     if not job.path("transcript.json").exists():
         raise InputError(f"{job.root}: no transcript.json; run `moodbgm run` first")
-    options = dict(record.get("options", {}))
+    settings = _settings(args)
+    overrides = dict(record.options)
     if args.emotion is not None:
-        options["emotion"] = args.emotion if args.emotion != "auto" else None
+        overrides["emotion"] = args.emotion if args.emotion != "auto" else None
     if args.min_section is not None:
-        options["min_section"] = args.min_section
-    job.update(options=_options(**options).to_dict())
+        overrides["min_section"] = args.min_section
+    options = JobOptions.from_settings(settings, **overrides)
+    job.update(options=options.to_dict())
     if args.timeline is not None:
         _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)
-    models = Models(_settings(args))
+    models = Models(settings)
     bar = _Bar(not args.quiet)
     try:
-        for stage in ("emotion", "timeline", "report"):
-            run_stage(job, stage, models, progress=bar.stage)
+        for stage in stages_for(REPLANNED):  # the stages already current are skipped
+            run_stage(job, stage.name, models, progress=bar.stage)
     finally:
         bar.close()
-    for name in ("emotions.json", "timeline.json", "timeline.png"):
+    for name in REPLANNED:
         print(job.path(name))
     return 0
+
+
+REPLANNED = ("emotions.json", "timeline.json", "timeline.png")
+"""What ``moodbgm timeline`` re-makes (with whatever they depend on, when not current)."""
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -224,6 +221,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from moodbgm.stages import QUEUES
     from moodbgm.types import EMOTIONS
 
     p = argparse.ArgumentParser(prog="moodbgm", description=__doc__)
@@ -272,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="Celery worker")
-    w.add_argument("--queues", default="media,stt,nlp,generate", help="comma-separated queues")
+    w.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     w.add_argument("--concurrency", type=int, default=1)
     w.set_defaults(func=cmd_worker)
 

@@ -33,13 +33,14 @@ class Settings(BaseSettings):
     # --- emotion
     emotion_backend: Literal["embedded", "transformers"] = "embedded"
     emotion_model: str = "j-hartmann/emotion-english-distilroberta-base"  # transformers backend
-    emotion_min_confidence: float = Field(0.40, ge=0.0, le=1.0)
-    min_section: float = Field(5.0, gt=0.0)
+    # --- job option defaults (JobOptions holds the defaults and checks the ranges; None: its default)
+    emotion_min_confidence: float | None = None  # JobOptions.min_confidence
+    min_section: float | None = None
 
     # --- music
-    generator: Literal["composer", "riffusion"] = "composer"
-    style: str = "cinematic"
-    seed: int = 0
+    generator: str | None = None
+    style: str | None = None
+    seed: int | None = None
     soundfont: Path = DEFAULT_SOUNDFONT
     riffusion_model: str = "riffusion/riffusion-model-v1"  # local dir or HF cache id
     lora_path: Path | None = None
@@ -53,10 +54,10 @@ class Settings(BaseSettings):
 
     # --- remix
     separator: Literal["deepfilternet", "none"] = "deepfilternet"
-    duck_db: float = Field(11.0, ge=0.0, le=40.0)
-    target_lufs: float = -16.0
-    music_level_db: float = Field(-7.0, ge=-40.0, le=20.0)  # music bed vs voice loudness (LU), before ducking
-    true_peak_db: float = Field(-1.0, ge=-12.0, le=0.0)
+    duck_db: float | None = None
+    target_lufs: float | None = None
+    music_level_db: float | None = None  # music bed vs voice loudness (LU), before ducking
+    true_peak_db: float | None = None
 
     # --- services
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -66,7 +67,7 @@ class Settings(BaseSettings):
     max_duration_s: float = 3600.0
     job_retention_s: int = 7 * 24 * 3600
     redis_prefix: str = "moodbgm:"  # job-store keys (Celery's own keys live in the same Redis DB)
-    task_soft_time_limit_s: int = Field(default=3300, gt=0)  # then SoftTimeLimitExceeded
+    task_soft_time_limit_s: int = Field(default=3300, gt=0)  # per stage (workers and CLI): then a timeout
     task_time_limit_s: int = Field(default=3600, gt=0)  # ...and is killed after this
     broker_visibility_timeout_s: int = Field(default=4000, gt=0)  # must exceed task_time_limit_s (acks_late)
     task_max_retries: int = Field(default=3, ge=0)  # transient errors only

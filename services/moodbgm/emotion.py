@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .devices import resolve_device
 from .errors import InputError, ModelNotFoundError
 from .types import EMOTIONS, EmotionScores
 
@@ -70,15 +71,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r}; expected auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available")
-    return device
+    return resolve_device(device, "emotion classification")
 
 
 # --------------------------------------------------------------------------- embedded backend

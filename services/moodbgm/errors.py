@@ -54,3 +54,15 @@ def _tail(text: str, lines: int = 3) -> str:
     """The last meaningful lines of ffmpeg's stderr, joined into one line."""
     kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return " | ".join(kept[-lines:])
+
+
+class JobGoneError(MoodbgmError):
+    """The job was deleted while (or before) its stage ran; nothing is left to do."""
+
+
+class StageTimeoutError(MoodbgmError):
+    """A stage ran past its time limit (``limit_s`` seconds)."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__(f"over {limit_s:g} s")

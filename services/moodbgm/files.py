@@ -1,6 +1,6 @@
 """Atomic file output: write to a temp name beside the target, then rename.
 
-A crash never leaves a half-written file under a final name (DESIGN.md, job directory).
+A crash never leaves a half-written file under a final name (docs/ARCHITECTURE.md, job directory).
 """
 
 from __future__ import annotations
@@ -65,3 +65,13 @@ def read_wav(path: str | os.PathLike[str], always_2d: bool = False) -> tuple[np.
     """A WAV file as float32 ``(n,)`` / ``(n, channels)`` and its sample rate."""
     audio, sr = sf.read(str(path), dtype="float32", always_2d=always_2d)
     return audio, int(sr)
+
+
+def wav_blocks(path: str | os.PathLike[str], block: int, mono: bool = False) -> Iterator[np.ndarray]:
+    """A WAV file in float32 blocks of ``block`` frames (the last one shorter), in flat memory:
+    ``(n, channels)``, or ``(n,)`` (the mean of the channels) when ``mono``."""
+    if block <= 0:
+        raise ValueError(f"block must be > 0, got {block}")
+    with sf.SoundFile(str(path)) as f:
+        for b in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+            yield b.mean(axis=1) if mono else b

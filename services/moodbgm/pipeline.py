@@ -1,123 +1,124 @@
-"""Runs the stages over a job directory (DESIGN.md).
+"""Runs the stages over a job directory: the ONE job lifecycle, for the CLI and the workers alike.
 
-Each stage reads files of the job directory, writes its outputs atomically and records in
-``job.json`` a key: the hash of its options and of its inputs' keys. A stage whose outputs exist
-and whose key is unchanged is skipped, so re-running a job after a crash (or a redelivered Celery
+``start_job`` -> ``run_stage`` per stage (record running, heartbeat, progress, cancel checks, then done
+with its key) -> ``finish_job``; any error goes through ``fail_job``, which writes the one error shape
+``{"kind", "stage", "message"}`` (kinds: input, internal, timeout, cancelled) and removes partial files.
+The CLI (``run_job``) loops over the stages in one process; a worker runs one stage per Celery task and
+passes ``JobEvents`` that mirror the record into the job store (Redis holds service state, the job
+directory the artifacts and ``job.json``).
+
+Each stage records a key: the hash of its options and of its inputs' keys. A stage whose outputs
+exist and whose key is unchanged is skipped, so re-running a job after a crash (or a redelivered Celery
 task) redoes only what is missing or what changed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import soundfile as sf
-
-from moodbgm import __version__, media
-from moodbgm.errors import CancelledError, InputError
-from moodbgm.files import read_json, write_json, write_silence, write_wav
-from moodbgm.jobs import JobDir, JobOptions
+from moodbgm import __version__
+from moodbgm.errors import CancelledError, InputError, JobGoneError, StageTimeoutError
+from moodbgm.jobs import TERMINAL, JobDir, JobError, JobOptions, JobRecord
 from moodbgm.models import Models
-from moodbgm.types import EmotionScores, Timeline, Transcript
+from moodbgm.stages import (
+    BY_NAME,
+    INPUT,
+    QUEUES,
+    STAGES,
+    TIMELINE_OVERRIDE,
+    Stage,
+    load_emotions,
+    upstream,
+)
+
+__all__ = [
+    "BY_NAME",
+    "QUEUES",
+    "STAGES",
+    "TIMELINE_OVERRIDE",
+    "JobEvents",
+    "Stage",
+    "fail_job",
+    "finish_job",
+    "load_emotions",
+    "run_job",
+    "run_stage",
+    "start_job",
+]
 
 log = logging.getLogger(__name__)
 
 StageProgress = Callable[[str, float], None]
 """Called with (stage, fraction of that stage done)."""
+HEARTBEAT_S = 5.0  # a running stage renews its heartbeat at least this often
+PROGRESS_INTERVAL_S = 0.5  # at most this often progress is passed on (and cancellation checked)
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    queue: str
-    outputs: tuple[str, ...]
-    inputs: tuple[str, ...]  # upstream stages whose results this one reads
-    weight: float  # share of a typical job's time, for overall progress
+class JobEvents:
+    """What a runner of the lifecycle adds around it. The base does nothing; the CLI draws a bar from
+    ``progress``, a worker mirrors everything into the job store."""
+
+    timeout_errors: tuple[type[BaseException], ...] = (StageTimeoutError,)
+    time_limit_s: float | None = None
+    retryable: tuple[type[BaseException], ...] = ()  # errors the runner retries: not recorded as failures
+
+    def check(self) -> None:
+        """Raise ``CancelledError`` / ``JobGoneError`` when the job must stop (besides ``.cancel``)."""
+
+    def started(self, job: JobDir, stage: str) -> None: ...
+
+    def progress(self, job: JobDir, stage: str, fraction: float) -> None: ...
+
+    def heartbeat(self, job: JobDir, stage: str, at: float) -> None: ...
+
+    def finished(self, job: JobDir, stage: str, seconds: float | None) -> None:
+        """``seconds`` is None when the stage was already current (nothing run)."""
+
+    def failed(self, job: JobDir, error: JobError) -> None: ...
 
 
-STAGES: tuple[Stage, ...] = (
-    Stage("media", "media", ("media.json", "audio.wav"), (), 0.03),
-    Stage("separate", "media", ("voice.wav",), ("media",), 0.15),
-    Stage("stt", "stt", ("transcript.json",), ("media",), 0.30),
-    Stage("emotion", "nlp", ("emotions.json",), ("stt",), 0.04),
-    Stage("timeline", "nlp", ("timeline.json",), ("media", "emotion"), 0.02),
-    Stage("generate", "generate", ("bgm.wav",), ("timeline",), 0.30),
-    Stage("mix", "media", ("mix.wav",), ("separate", "generate"), 0.10),
-    Stage("mux", "media", ("output.mp4",), ("mix",), 0.03),
-    Stage("report", "media", ("timeline.png",), ("separate", "timeline"), 0.03),
-)
-BY_NAME = {s.name: s for s in STAGES}
-TIMELINE_OVERRIDE = "timeline.override.json"
-MODEL_OF = {"separate": "separator", "stt": "transcriber", "emotion": "classifier", "mix": "speech_detector"}
-"""The ``Models`` getter each stage uses (preloaded by ``run_job`` while earlier stages run)."""
+class ProgressEvents(JobEvents):
+    """Passes stage progress to a ``StageProgress`` callback (the CLI's bar, tests)."""
+
+    def __init__(self, progress: StageProgress | None) -> None:
+        self._progress = progress
+
+    def progress(self, job: JobDir, stage: str, fraction: float) -> None:
+        if self._progress is not None:
+            self._progress(stage, fraction)
 
 
-def stage_options(stage: str, options: JobOptions, models: Models) -> dict[str, Any]:
-    """The options a stage's result depends on (part of its key)."""
-    o = options
-    table: dict[str, dict[str, Any]] = {
-        "media": {},
-        "separate": {"separator": models.settings.separator},
-        "stt": {"backend": models.settings.stt_backend, "model": models.settings.stt_model},
-        "emotion": {"backend": models.settings.emotion_backend, "model": models.settings.emotion_model},
-        "timeline": {"emotion": o.emotion, "min_section": o.min_section, "min_confidence": o.min_confidence},
-        "generate": {"generator": o.generator, "style": o.style, "seed": o.seed},
-        "mix": {"duck_db": o.duck_db, "target_lufs": o.target_lufs},
-        "mux": {},
-        "report": {},
-    }
-    return table[stage]
-
-
-def stage_key(job: JobDir, stage: Stage, options: JobOptions, models: Models, record: dict[str, Any]) -> str:
-    parts: dict[str, Any] = {"stage": stage.name, "options": stage_options(stage.name, options, models)}
-    parts["upstream"] = {u: record.get("stages", {}).get(u, {}).get("key") for u in stage.inputs}
-    if stage.name == "media":
+# ---------------------------------------------------------------- keys
+def stage_key(job: JobDir, stage: Stage, options: JobOptions, models: Models, record: JobRecord) -> str:
+    parts: dict[str, Any] = {"stage": stage.name, "options": stage.key_options(options, models.settings)}
+    parts["upstream"] = {u: getattr(record.stages.get(u), "key", None) for u in upstream(stage)}
+    if INPUT in stage.inputs:
         st = job.input_path().stat()
         parts["input"] = [job.input_path().name, st.st_size, st.st_mtime_ns]
-    if stage.name == "timeline":
-        override = job.path(TIMELINE_OVERRIDE)
-        parts["override"] = override.read_text() if override.exists() else None
+    for name in (*stage.inputs, *stage.optional):  # files the user supplies: keyed by content
+        if name == TIMELINE_OVERRIDE:
+            override = job.path(name)
+            parts["override"] = override.read_text() if override.exists() else None
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def is_done(job: JobDir, stage: Stage, key: str, record: dict[str, Any]) -> bool:
-    done = record.get("stages", {}).get(stage.name, {})
-    return done.get("key") == key and all(job.path(f).exists() for f in stage.outputs)
-
-
-def run_stage(job: JobDir, name: str, models: Models, progress: StageProgress | None = None) -> bool:
-    """Run one stage unless its outputs are current. Returns True when it did work."""
-    stage = BY_NAME[name]
-    record = job.read()
-    if record.get("status") == "cancelled":
-        raise CancelledError(f"job {job.id} was cancelled")
-    options = JobOptions.from_dict(record.get("options", {}))
-    key = stage_key(job, stage, options, models, record)
-    if is_done(job, stage, key, record):
-        log.info("job %s: %s is up to date", job.id, name)
-        return False
-    job.update(status="running", stage=name)
-    t0 = time.perf_counter()
-
-    def report(fraction: float) -> None:
-        if progress is not None:
-            progress(name, min(max(fraction, 0.0), 1.0))
-
-    report(0.0)
-    _RUNNERS[name](job, options, models, report)
-    report(1.0)
-    record = job.read()
-    stages = record.setdefault("stages", {})
-    stages[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 3), "finished": time.time()}
-    record["progress"] = overall_progress(name, 1.0)
-    job.write(record)
-    return True
+def is_done(job: JobDir, stage: Stage, key: str, record: JobRecord) -> bool:
+    done = record.stages.get(stage.name)
+    return (
+        done is not None
+        and done.status == "done"
+        and done.key == key
+        and all(job.path(f).exists() for f in stage.outputs)
+    )
 
 
 def overall_progress(stage: str, fraction: float) -> float:
@@ -130,22 +131,204 @@ def overall_progress(stage: str, fraction: float) -> float:
     raise KeyError(stage)
 
 
-def run_job(job: JobDir, models: Models, progress: StageProgress | None = None) -> JobDir:
-    """All stages in order; marks the record done or failed (with the error in plain words)."""
-    job.update(status="running", error=None, versions=versions())
-    record = job.read()
-    todo = [s.name for s in STAGES if s.name not in record.get("stages", {})]
-    models.preload(*(MODEL_OF[s] for s in todo if s in MODEL_OF))
+# ---------------------------------------------------------------- the lifecycle
+def check_cancel(job: JobDir, events: JobEvents) -> None:
+    """The one cancellation check: the job's ``.cancel`` marker (or a cancelled record), then the
+    runner's own (a worker: the job deleted from the store)."""
+    events.check()
+    if job.cancel_requested() or job.read().status == "cancelled":
+        raise CancelledError(f"job {job.id} was cancelled")
+
+
+def start_job(job: JobDir) -> JobRecord:
+    """A job begins (its first stage, or a re-run): running, no error, the versions that ran it."""
+    return job.update(status="running", error=None, versions=versions())
+
+
+def finish_job(job: JobDir) -> JobRecord:
+    """After the last stage: done, partial files removed."""
+    job.clean_partials()
+    return job.update(status="done", stage=None, progress=1.0, error=None)
+
+
+def describe_error(stage: str | None, exc: BaseException, events: JobEvents | None = None) -> JobError:
+    """An error in plain words, in the one shape."""
+    ev = events or JobEvents()
+    where = stage or "job"
+    if isinstance(exc, CancelledError):
+        return JobError("cancelled", stage, str(exc) or "the job was cancelled")
+    if isinstance(exc, InputError):
+        return JobError("input", stage, str(exc))
+    if isinstance(exc, ev.timeout_errors):
+        limit_s = getattr(exc, "limit_s", None) or ev.time_limit_s
+        limit = f" ({limit_s:g} s)" if limit_s else ""
+        return JobError("timeout", stage, f"the {where} stage took too long{limit}")
+    return JobError("internal", stage, f"internal error in the {where} stage: {type(exc).__name__}: {exc}")
+
+
+def fail_job(job: JobDir, stage: str | None, exc: BaseException, events: JobEvents | None = None) -> JobError:
+    """Record a failure (or a cancellation) in job.json, the stage's record and ``events``; remove the
+    partial files. A cancelled job stays cancelled whatever error follows."""
+    error = describe_error(stage, exc, events)
+    job.clean_partials()
+    with job.locked():
+        if not job.exists():
+            return error
+        record = job.read()
+        if (record.status == "cancelled" or job.cancel_requested()) and error.kind != "cancelled":
+            error = JobError("cancelled", stage, f"job {job.id} was cancelled")
+        status = "cancelled" if error.kind == "cancelled" else "failed"
+        stages = dict(record.stages)
+        if stage is not None and stage in stages and stages[stage].status == "running":
+            stages[stage] = dataclasses.replace(stages[stage], status=status)
+        job.write(record.replace(status=status, stage=stage, error=error, stages=stages))
+    if events is not None:
+        events.failed(job, error)
+    log.warning("job %s %s in %s: %s", job.id, status, stage, error.message)
+    return error
+
+
+def cancel_job(job: JobDir) -> None:
+    """Ask a job to stop (its runner sees it at the next progress report) and mark it cancelled."""
+    if not job.root.is_dir():
+        return
+    job.request_cancel()
+    with contextlib.suppress(InputError, FileNotFoundError), job.locked():
+        record = job.read()
+        if record.status not in TERMINAL:
+            error = JobError("cancelled", record.stage, f"job {job.id} was cancelled")
+            job.write(record.replace(status="cancelled", error=error))
+
+
+@contextlib.contextmanager
+def _heartbeat(job: JobDir, stage: str, events: JobEvents, every_s: float) -> Iterator[None]:
+    """Renew the stage's heartbeat (job.json and ``events``) from a small thread while it runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            now = time.time()
+            try:
+                job.update_stage(stage, heartbeat=now)
+                events.heartbeat(job, stage, now)
+            except Exception as e:  # the job was removed under us; the stage will notice
+                log.debug("heartbeat of job %s stopped: %s", job.id, e)
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}-{stage}", daemon=True)
+    thread.start()
     try:
-        for stage in STAGES:
-            run_stage(job, stage.name, models, progress)
-    except CancelledError:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _time_limit(limit_s: float | None) -> Iterator[None]:
+    """Raise ``StageTimeoutError`` in the main thread after ``limit_s`` (the CLI; Celery has its own)."""
+    if not limit_s or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise StageTimeoutError(limit_s)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_stage(
+    job: JobDir,
+    name: str,
+    models: Models,
+    progress: StageProgress | None = None,
+    events: JobEvents | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
+    time_limit_s: float | None = None,
+) -> bool:
+    """Run one stage unless its outputs are current. Returns True when it did work.
+
+    A failure is recorded (``fail_job``) before it is raised again. ``time_limit_s`` (main thread
+    only: the CLI) raises ``StageTimeoutError`` in a stage running longer; Celery enforces its own.
+    """
+    stage = BY_NAME[name]
+    ev = events or ProgressEvents(progress)
+    check_cancel(job, ev)
+    record = job.read()
+    options = JobOptions.from_dict(record.options)
+    key = stage_key(job, stage, options, models, record)
+    if is_done(job, stage, key, record):
+        log.info("job %s: %s is up to date", job.id, name)
+        ev.finished(job, name, None)
+        return False
+    now = time.time()
+    job.update_stage(
+        name, status="running", started=now, heartbeat=now, key=None, finished=None, seconds=None
+    )
+    job.update(status="running", stage=name, progress=overall_progress(name, 0.0))
+    ev.started(job, name)
+    t0 = time.perf_counter()
+    last = [0.0]
+
+    def report(fraction: float) -> None:
+        fraction = min(max(fraction, 0.0), 1.0)
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_INTERVAL_S and 0.0 < fraction < 1.0:
+            return
+        last[0] = now
+        check_cancel(job, ev)
+        ev.progress(job, name, fraction)
+
+    try:
+        with _heartbeat(job, name, ev, heartbeat_s), _time_limit(time_limit_s):
+            report(0.0)
+            stage.runner(job, options, models, report)
+            report(1.0)
+    except JobGoneError:
+        raise
+    except ev.retryable:
+        job.clean_partials()
         raise
     except Exception as e:
-        kind = "input" if isinstance(e, InputError) else "internal"
-        job.update(status="failed", error={"kind": kind, "message": str(e)})
+        fail_job(job, name, e, ev)
         raise
-    job.update(status="done", stage=None, progress=1.0)
+    seconds = round(time.perf_counter() - t0, 3)
+    with job.locked():
+        record = job.update_stage(name, status="done", key=key, finished=time.time(), seconds=seconds)
+        job.write(record.replace(progress=overall_progress(name, 1.0)))
+    ev.finished(job, name, seconds)
+    return True
+
+
+def run_job(
+    job: JobDir,
+    models: Models,
+    progress: StageProgress | None = None,
+    events: JobEvents | None = None,
+    time_limit_s: float | None = None,
+) -> JobDir:
+    """All stages in order in this process (the CLI); marks the record done, failed or cancelled."""
+    ev = events or ProgressEvents(progress)
+    start_job(job)
+    record = job.read()
+    todo = [s for s in STAGES if record.stages.get(s.name) is None or record.stages[s.name].status != "done"]
+    models.preload(*(s.model for s in todo if s.model))
+    stage: str | None = None
+    try:
+        for s in STAGES:
+            stage = s.name
+            run_stage(job, s.name, models, events=ev, time_limit_s=time_limit_s)
+    except BaseException as e:
+        if job.exists() and job.read().status == "running":  # not recorded by run_stage (e.g. ^C)
+            fail_job(job, stage, e if isinstance(e, Exception) else CancelledError("interrupted"), ev)
+        raise
+    finish_job(job)
     return job
 
 
@@ -159,137 +342,3 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return out
-
-
-# ---------------------------------------------------------------- stages
-Report = Callable[[float], None]
-
-
-def _media(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    info = media.require_video(media.probe(job.input_path()))
-    report(0.2)
-    cuts = media.detect_scene_cuts(info.path)
-    report(0.6)
-    media.extract_audio(info.path, job.path("audio.wav"))
-    write_json(job.path("media.json"), {**info.to_dict(), "cuts": list(cuts)})
-
-
-def _media_info(job: JobDir) -> dict[str, Any]:
-    data: dict[str, Any] = read_json(job.path("media.json"))
-    return data
-
-
-def _separate(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    if _media_info(job)["audio"] is None:  # no soundtrack: the voice is silence of the same length
-        info = sf.info(str(job.path("audio.wav")))
-        write_silence(job.path("voice.wav"), info.frames, info.samplerate, channels=1)
-        return
-    models.separator().separate_file(job.path("audio.wav"), job.path("voice.wav"), progress=report)
-
-
-def _stt(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    info = _media_info(job)
-    if info["audio"] is None:
-        transcript = Transcript(language="", phrases=())
-    else:
-        audio = media.load_audio(job.path("audio.wav"), sample_rate=16_000)
-        transcript = models.transcriber().transcribe(audio, progress=report)
-    write_json(job.path("transcript.json"), transcript.to_dict())
-
-
-def _emotion(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-    texts = [p.text for p in transcript.phrases]
-    scores = models.classifier().classify(texts) if texts else []
-    rows = [
-        {"start": p.start, "end": p.end, "text": p.text, **s.to_dict()}
-        for p, s in zip(transcript.phrases, scores, strict=True)
-    ]
-    write_json(job.path("emotions.json"), {"phrases": rows})
-
-
-def load_emotions(job: JobDir) -> list[EmotionScores]:
-    return [EmotionScores.from_dict(r) for r in read_json(job.path("emotions.json"))["phrases"]]
-
-
-def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.timeline import TimelineOptions, load_timeline_override, plan_timeline
-
-    info = _media_info(job)
-    override = job.path(TIMELINE_OVERRIDE)
-    if override.exists():
-        try:
-            timeline = load_timeline_override(read_json(override), info["duration"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{override.name}: {e}") from None
-    else:
-        transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-        topts = TimelineOptions(
-            min_section=options.min_section,
-            min_confidence=options.min_confidence,
-            force_emotion=options.emotion,
-        )
-        timeline = plan_timeline(
-            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], topts
-        )
-    write_json(job.path("timeline.json"), timeline.to_dict())
-
-
-def _generate(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.generate.base import GenerateOptions
-
-    timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
-    generator = models.generator(options.generator)
-    bed = generator.generate(
-        timeline, timeline.duration, GenerateOptions(style=options.style, seed=options.seed), progress=report
-    )
-    if bed.midi is not None:
-        from moodbgm.files import atomic_path
-
-        with atomic_path(job.path("bgm.mid")) as tmp:
-            tmp.write_bytes(bed.midi)
-    write_wav(job.path("bgm.wav"), bed.audio, bed.sample_rate)
-
-
-def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.mix import MixOptions, mix_files
-
-    has_audio = _media_info(job)["audio"] is not None
-    speech: list[tuple[float, float]] = []
-    if has_audio:
-        speech = models.speech_detector().detect_file(job.path("voice.wav"))
-    report(0.3)
-    result = mix_files(
-        job.path("voice.wav") if has_audio else None,
-        job.path("bgm.wav"),
-        job.path("mix.wav"),
-        speech,
-        MixOptions(duck_db=options.duck_db, target_lufs=options.target_lufs),
-    )
-    write_json(job.path("mix.json"), {"speech": speech, **result.to_dict()})
-
-
-def _mux(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    media.mux(job.input_path(), job.path("mix.wav"), job.path("output.mp4"))
-
-
-def _report(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.report import render_timeline_png
-
-    transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-    timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
-    audio = media.load_audio(job.path("audio.wav"), sample_rate=8_000)
-    render_timeline_png(job.path("timeline.png"), audio, 8_000, transcript, load_emotions(job), timeline)
-
-
-_RUNNERS: dict[str, Callable[[JobDir, JobOptions, Models, Report], None]] = {
-    "media": _media,
-    "separate": _separate,
-    "stt": _stt,
-    "emotion": _emotion,
-    "timeline": _timeline,
-    "generate": _generate,
-    "mix": _mix,
-    "mux": _mux,
-    "report": _report,
-}

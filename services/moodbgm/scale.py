@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from moodbgm.errors import MoodbgmError
+from moodbgm.stages import QUEUES
 
 log = logging.getLogger(__name__)
 
-QUEUES: tuple[str, ...] = ("media", "stt", "nlp", "generate")
 DEFAULT_NAMESPACE = "moodbgm"
 WORKER_SELECTOR = "app.kubernetes.io/part-of=moodbgm,app.kubernetes.io/component=worker"
 QUEUES_ANNOTATION = "moodbgm.io/queues"

@@ -26,7 +26,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
-from moodbgm.files import atomic_path
+from moodbgm.files import atomic_path, wav_blocks
 from moodbgm.types import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,8 @@ def _blocks(src_wav: Path, block: int) -> tuple[int, Iterator[np.ndarray]]:
         )
 
     def gen() -> Iterator[np.ndarray]:
-        with sf.SoundFile(str(src_wav)) as f:
-            for b in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-                yield downmix(b)
+        for b in wav_blocks(src_wav, block):
+            yield downmix(b)
 
     return int(info.frames), gen()
 

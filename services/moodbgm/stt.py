@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from moodbgm import devices
 from moodbgm.errors import InputError, ModelNotFoundError
 from moodbgm.types import Phrase, Transcript, Word
 
@@ -113,15 +114,7 @@ def _cuda_devices() -> int:
 
 def resolve_device(device: str, cuda_count: int) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}; expected auto, cpu or cuda")
-    if device == "auto":
-        chosen = "cuda" if cuda_count > 0 else "cpu"
-        log.info("speech to text: device auto -> %s (%d CUDA device(s) visible)", chosen, cuda_count)
-        return chosen
-    if device == "cuda" and cuda_count == 0:
-        raise InputError("device 'cuda' was requested for speech to text but no CUDA GPU is visible")
-    return device
+    return devices.resolve_device(device, "speech to text", cuda_count)
 
 
 def cpu_threads(threads: int) -> int:

@@ -1,7 +1,7 @@
 """Typed results that travel between stages.
 
 Every stage reads and writes these frozen dataclasses; the JSON files of a job directory are their
-``to_dict`` forms (see DESIGN.md). Validation happens once, in ``__post_init__``, and raises a
+``to_dict`` forms (see docs/ARCHITECTURE.md). Validation happens once, in ``__post_init__``, and raises a
 concise ``ValueError``.
 """
 

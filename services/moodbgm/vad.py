@@ -20,6 +20,7 @@ import soundfile as sf
 from scipy import signal
 
 from moodbgm.errors import MediaError, ModelNotFoundError
+from moodbgm.files import wav_blocks
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,4 @@ class SpeechDetector:
 
 
 def _mono_blocks(wav: Path, block: int) -> Iterator[np.ndarray]:
-    with sf.SoundFile(str(wav)) as f:
-        for b in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-            yield b.mean(axis=1)
+    return wav_blocks(wav, block, mono=True)

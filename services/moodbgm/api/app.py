@@ -34,12 +34,13 @@ from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError, MediaError
 from moodbgm.generate.base import STYLES
-from moodbgm.jobs import GENERATORS
+from moodbgm.jobs import GENERATORS, JobOptions
+from moodbgm.jobstore import JobStore
+from moodbgm.stages import QUEUES
 from moodbgm.types import EMOTIONS
-from moodbgm.worker.app import QUEUES, create_celery
+from moodbgm.worker.app import create_celery
 from moodbgm.worker.main import parse_queues
 from moodbgm.worker.queue_depth import QueueDepth, broker_depth
-from moodbgm.worker.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
         "max_upload_mb": settings.max_upload_mb,
         "needs_key": bool(settings.api_keys),
         "settings": settings,
+        "defaults": JobOptions.from_settings(settings),
         "colors_json": json.dumps(emotion_colors()),
         "version": __version__,
     }

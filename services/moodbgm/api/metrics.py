@@ -17,9 +17,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from moodbgm.jobs import STATUSES
-from moodbgm.pipeline import STAGES
-from moodbgm.worker.app import QUEUES
-from moodbgm.worker.store import JobStore
+from moodbgm.jobstore import JobStore
+from moodbgm.stages import QUEUES, STAGES
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from moodbgm.api.schemas import BatchAccepted, BatchStatus, JobAccepted, JobLink
 from moodbgm.api.service import API, JobService
 from moodbgm.api.uploads import ReceivedForm, new_staging, receive_form
 from moodbgm.generate.base import STYLES
-from moodbgm.jobs import GENERATORS
+from moodbgm.jobs import GENERATORS, JobOptions
 from moodbgm.types import EMOTIONS
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -24,10 +24,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "the job store (Redis) is not reachable"},
 }
 
+_DEFAULTS = JobOptions()
 _OPTION_FIELDS = {
-    "generator": {"type": "string", "enum": list(GENERATORS), "default": "composer"},
-    "style": {"type": "string", "enum": list(STYLES), "default": "cinematic"},
-    "seed": {"type": "integer", "minimum": 0, "default": 0},
+    "generator": {"type": "string", "enum": list(GENERATORS), "default": _DEFAULTS.generator},
+    "style": {"type": "string", "enum": list(STYLES), "default": _DEFAULTS.style},
+    "seed": {"type": "integer", "minimum": 0, "default": _DEFAULTS.seed},
     "emotion": {"type": "string", "enum": ["auto", *EMOTIONS], "default": "auto"},
 }
 

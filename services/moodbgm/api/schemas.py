@@ -10,8 +10,9 @@ JobStatusName = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class ErrorInfo(BaseModel):
-    kind: Literal["input", "internal", "timeout"] = Field(
-        description="input: the upload/options; retrying won't help"
+    kind: Literal["input", "internal", "timeout", "cancelled"] = Field(
+        description="input: the upload/options, retrying won't help; internal; timeout: a stage ran past its "
+        "time limit; cancelled: stopped on request"
     )
     stage: str | None = Field(None, description="the stage that failed")
     message: str = Field(description="what went wrong, in plain words")

@@ -12,10 +12,8 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import re
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,29 +23,31 @@ from moodbgm.api.schemas import BatchStatus, ErrorInfo, FileLink, JobLinks, JobS
 from moodbgm.api.uploads import UPLOADS, ReceivedForm, check_media
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
-from moodbgm.jobs import JobDir, JobOptions, create_job
+from moodbgm.jobs import JobDir, JobOptions, create_job, is_job_id, new_job_id
+from moodbgm.jobstore import JobState, JobStore, cancel_job, remove_job
+from moodbgm.stages import ARTIFACTS as STAGE_FILES
 from moodbgm.types import EMOTIONS
 from moodbgm.worker.app import enqueue_job, revoke
-from moodbgm.worker.runner import mark_cancelled, remove_job
-from moodbgm.worker.store import JobState, JobStore
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-# downloadable artifacts -> content type ("input" is the original upload)
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".wav": "audio/wav",
+    ".mid": "audio/midi",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+PRIVATE = frozenset({"media.json"})  # holds server paths
+# downloadable artifacts -> content type: every file a stage writes (the video first, then the latest
+# stage's files first) and "input", the original upload
 ARTIFACTS: dict[str, str] = {
-    "output.mp4": "video/mp4",
-    "mix.wav": "audio/wav",
-    "bgm.wav": "audio/wav",
-    "bgm.mid": "audio/midi",
-    "voice.wav": "audio/wav",
-    "audio.wav": "audio/wav",
-    "timeline.png": "image/png",
-    "timeline.json": "application/json",
-    "emotions.json": "application/json",
-    "transcript.json": "application/json",
-    "mix.json": "application/json",
+    **{
+        f: CONTENT_TYPES[Path(f).suffix]
+        for f in sorted(reversed(STAGE_FILES), key=lambda f: f != "output.mp4")
+        if f not in PRIVATE
+    },
     "input": "application/octet-stream",
 }
 INPUT_TYPES = {
@@ -86,7 +86,7 @@ class JobService:
         """Job options (and the number of variations) from form fields; defaults from Settings."""
         s = self.settings
         try:
-            seed = int(fields.get("seed") or s.seed)
+            seed = int(fields.get("seed") or JobOptions.from_settings(s).seed)
             variations = int(fields.get("variations") or 1)
         except ValueError:
             raise InputError("seed and variations must be whole numbers") from None
@@ -97,19 +97,13 @@ class JobService:
             emotion = None
         if emotion is not None and emotion not in EMOTIONS:
             raise InputError(f"unknown emotion {emotion!r}; expected auto or one of {', '.join(EMOTIONS)}")
-        try:
-            options = JobOptions(
-                generator=fields.get("generator") or s.generator,
-                style=fields.get("style") or s.style,
-                seed=seed,
-                emotion=emotion,
-                min_section=s.min_section,
-                min_confidence=s.emotion_min_confidence,
-                duck_db=s.duck_db,
-                target_lufs=s.target_lufs,
-            )
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        options = JobOptions.from_settings(
+            s,
+            generator=fields.get("generator") or None,
+            style=fields.get("style") or None,
+            seed=seed,
+            emotion=emotion,
+        )
         return options, variations
 
     def submit(self, form: ReceivedForm, options: JobOptions, variations: int = 1) -> Submitted:
@@ -122,17 +116,16 @@ class JobService:
             for name, path in inputs:
                 for k in range(variations):
                     seed = options.seed + k
-                    job_id = uuid.uuid4().hex
+                    job_id = new_job_id()
                     created.append(job_id)
-                    job = create_job(self.data_dir / job_id, path, _with_seed(options, seed))
-                    job.update(name=name)
+                    create_job(self.data_dir / job_id, path, options.replace(seed=seed), name=name)
                     jobs.append(job_id)
                     seeds.append(seed)
                     names.append(name)
             kind = "variations" if variations > 1 else "files"
-            batch_id = uuid.uuid4().hex if len(jobs) > 1 else None
+            batch_id = new_job_id() if len(jobs) > 1 else None
             for job_id, name, seed in zip(jobs, names, seeds, strict=True):
-                self.store.create(job_id, _with_seed(options, seed).to_dict(), batch=batch_id, name=name)
+                self.store.create(job_id, options.replace(seed=seed).to_dict(), batch=batch_id, name=name)
             if batch_id is not None:
                 self.store.create_batch(batch_id, kind, jobs)
             for job_id in jobs:
@@ -150,14 +143,14 @@ class JobService:
 
     def single_batch(self, job_id: str) -> str:
         """A batch holding one job (POST /batches with a single file)."""
-        batch_id = uuid.uuid4().hex
+        batch_id = new_job_id()
         self.store.create_batch(batch_id, "files", [job_id])
         self.store.update(job_id, batch=batch_id)
         return batch_id
 
     # ---- read
     def job(self, job_id: str) -> JobStatus | None:
-        if not JOB_ID.match(job_id):
+        if not is_job_id(job_id):
             return None
         state = self.store.get(job_id)
         return None if state is None else self._status(state)
@@ -193,7 +186,7 @@ class JobService:
 
     def artifact(self, job_id: str, name: str) -> tuple[Path, str] | None:
         """The path and content type of a known artifact of a job, if it exists now."""
-        if not JOB_ID.match(job_id) or name not in ARTIFACTS:
+        if not is_job_id(job_id) or name not in ARTIFACTS:
             return None
         job = JobDir(self.data_dir / job_id)
         if name == "input":
@@ -210,7 +203,7 @@ class JobService:
         return hmac.new(self._secret, job_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def batch(self, batch_id: str) -> BatchStatus | None:
-        if not JOB_ID.match(batch_id):
+        if not is_job_id(batch_id):
             return None
         b = self.store.get_batch(batch_id)
         if b is None:
@@ -235,25 +228,25 @@ class JobService:
 
     # ---- cancel / delete
     def cancel(self, job_id: str) -> JobStatus | None:
-        if not JOB_ID.match(job_id):
+        if not is_job_id(job_id):
             return None
         state = self.store.get(job_id)
         if state is None:
             return None
         if not state.finished:
-            mark_cancelled(job_id, self.data_dir, self.store)
+            cancel_job(job_id, self.data_dir, self.store)
             revoke(self.celery, state.tasks)
         return self.job(job_id)
 
     def delete(self, job_id: str) -> bool:
         """Cancel the job if it runs, then remove every file of it and its Redis state."""
-        if not JOB_ID.match(job_id):
+        if not is_job_id(job_id):
             return False
         state = self.store.get(job_id)
         if state is None and not (self.data_dir / job_id).exists():
             return False
         if state is not None and not state.finished:
-            mark_cancelled(job_id, self.data_dir, self.store)
+            cancel_job(job_id, self.data_dir, self.store)
             revoke(self.celery, state.tasks)
         remove_job(job_id, self.data_dir, self.store)
         return True
@@ -267,7 +260,7 @@ class JobService:
         if not self.data_dir.is_dir():
             return 0
         for d in self.data_dir.iterdir():
-            if not (d.is_dir() and JOB_ID.match(d.name)):
+            if not (d.is_dir() and is_job_id(d.name)):
                 continue
             if now - d.stat().st_mtime > self.settings.job_retention_s and self.store.get(d.name) is None:
                 shutil.rmtree(d, ignore_errors=True)
@@ -279,7 +272,3 @@ class JobService:
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
         return removed
-
-
-def _with_seed(options: JobOptions, seed: int) -> JobOptions:
-    return JobOptions.from_dict({**options.to_dict(), "seed": seed})

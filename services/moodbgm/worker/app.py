@@ -26,15 +26,9 @@ from celery import Celery, chain
 from kombu import Queue
 
 from moodbgm.config import Settings
+from moodbgm.jobstore import JobStore
 from moodbgm.models import Models
-from moodbgm.pipeline import STAGES
-from moodbgm.worker.store import JobStore
-
-QUEUES: tuple[str, ...] = tuple(dict.fromkeys(s.queue for s in STAGES))
-
-
-def task_name(stage: str) -> str:
-    return f"moodbgm.{stage}"
+from moodbgm.stages import QUEUES, STAGES
 
 
 class MoodbgmCelery(Celery):
@@ -103,7 +97,7 @@ def create_celery(settings: Settings) -> MoodbgmCelery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         task_queues=[Queue(q, routing_key=q) for q in QUEUES],
         task_default_queue=QUEUES[0],
-        task_routes={task_name(s.name): {"queue": s.queue} for s in STAGES},
+        task_routes={s.task: {"queue": s.queue} for s in STAGES},
         task_track_started=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -135,7 +129,7 @@ def __getattr__(name: str) -> Any:
 
 def enqueue_job(app: Celery, job_id: str) -> list[str]:
     """Send the job's chain of stage tasks (each to its stage's queue); returns their task ids in order."""
-    steps = [app.signature(task_name(s.name), args=(job_id,), queue=s.queue, immutable=True) for s in STAGES]
+    steps = [app.signature(s.task, args=(job_id,), queue=s.queue, immutable=True) for s in STAGES]
     result = chain(*steps).apply_async()
     ids = []
     node = result

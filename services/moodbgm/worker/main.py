@@ -15,7 +15,8 @@ import logging
 from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
-from moodbgm.worker.app import QUEUES, create_celery, worker_nodename
+from moodbgm.stages import QUEUES
+from moodbgm.worker.app import create_celery, worker_nodename
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One thin Celery task per pipeline stage (``moodbgm.<stage>``, on that stage's queue).
 
-A task takes the job id, runs ``runner.execute_stage`` with the worker process's models and returns
+A task takes the job id, runs ``jobstore.execute_stage`` with the worker process's models and returns
 whether the stage did work. Transient errors (``TransientError``, Redis/connection errors) are retried
 with exponential backoff; anything else fails the job once, with the error in plain words.
 """
@@ -12,12 +12,12 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_process_init
 
-from moodbgm.errors import CancelledError, InputError, TransientError
-from moodbgm.pipeline import STAGES, Stage
-from moodbgm.worker.runner import JobGoneError, describe_error, execute_stage, mark_failed
+from moodbgm.errors import CancelledError, InputError, JobGoneError, TransientError
+from moodbgm.jobstore import StoreEvents, execute_stage, mark_failed
+from moodbgm.stages import STAGES, Stage
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,16 @@ class StageTask(Task):
     retry_jitter = True
     stage = ""
 
+    def events(self, job_id: str) -> StoreEvents:
+        limit = self.app.settings.task_soft_time_limit_s
+        timeouts = (SoftTimeLimitExceeded, TimeLimitExceeded)
+        return StoreEvents(self.app.store, job_id, timeouts, limit, retryable=RETRY_ON)
+
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         job_id = args[0] if args else kwargs.get("job_id", "")
         settings = self.app.settings
-        error = describe_error(self.stage, exc, settings.task_soft_time_limit_s)
         try:
-            mark_failed(job_id, self.stage, error, settings.data_dir, self.app.store)
+            mark_failed(job_id, self.stage, exc, settings.data_dir, self.app.store, self.events(job_id))
         except redis.exceptions.RedisError as e:
             log.error("job %s failed in %s and its state could not be saved: %s", job_id, self.stage, e)
 
@@ -55,7 +59,7 @@ def _register(app: Any, stage: Stage) -> None:
     @app.task(
         bind=True,
         base=StageTask,
-        name=f"moodbgm.{stage.name}",
+        name=stage.task,
         queue=stage.queue,
         max_retries=app.settings.task_max_retries,
         stage=stage.name,
@@ -63,7 +67,8 @@ def _register(app: Any, stage: Stage) -> None:
     )
     def run(self: StageTask, job_id: str) -> bool:
         try:
-            return execute_stage(job_id, self.stage, app.settings.data_dir, app.store, app.models)
+            events = self.events(job_id)
+            return execute_stage(job_id, self.stage, app.settings.data_dir, app.store, app.models, events)
         except (CancelledError, JobGoneError) as e:
             log.info("%s: %s; the rest of its chain is dropped", self.name, e)
             raise Ignore() from None

@@ -28,6 +28,7 @@ from PIL import Image
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
+from moodbgm import devices
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import GenerateOptions, MusicGenerator, Progress
 from moodbgm.generate.riffusion.pipeline import ClipRequest, RiffusionPipeline
@@ -51,14 +52,11 @@ _ADAPTER = "moodbgm"
 
 
 def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
+    """``devices.resolve_device`` as a torch device (a missing GPU is an ``InputError``)."""
+    chosen = devices.resolve_device(device, "Riffusion")
+    if device == "auto" and chosen == "cpu":
         logger.warning("Riffusion: no CUDA GPU, running on the CPU; expect minutes per clip at 50 steps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return torch.device(device)
+    return torch.device(chosen)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

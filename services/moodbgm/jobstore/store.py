@@ -2,9 +2,11 @@
 
 Keys (``prefix`` defaults to ``moodbgm:``; all in the Redis DB of ``Settings.redis_url``):
 
-- ``{prefix}job:{id}``            hash: name, status, stage, progress (0..1), error (JSON), options (JSON),
-                                  batch, tasks (JSON list of Celery task ids), artifacts (JSON list),
-                                  created, updated, and ``t:{stage}`` = seconds that stage took.
+- ``{prefix}job:{id}``            hash: name, status, stage, progress (0..1), error (JSON: kind, stage,
+                                  message), options (JSON), batch, tasks (JSON list of Celery task ids),
+                                  artifacts (JSON list), created, updated, heartbeat (the running stage's
+                                  last sign of life, epoch seconds; empty when none runs), and
+                                  ``t:{stage}`` = seconds that stage took.
 - ``{prefix}batch:{id}``          hash: kind ("files" or "variations"), jobs (JSON list), created.
 - ``{prefix}jobs``                sorted set of job ids by creation time (for /metrics).
 - ``{prefix}stage_seconds:{stage}`` hash: histogram buckets ``le:{bound}``, ``sum``, ``count``.
@@ -26,8 +28,9 @@ from typing import Any
 
 import redis
 
+from moodbgm.jobs import TERMINAL
+
 STAGE_BUCKETS: tuple[float, ...] = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-TERMINAL = frozenset({"done", "failed", "cancelled"})
 
 # HSET the given field/value pairs and renew the TTL, only if the hash exists. Returns 1 or 0.
 _UPDATE_IF_EXISTS = """
@@ -53,6 +56,7 @@ class JobState:
     batch: str | None = None
     tasks: tuple[str, ...] = ()
     name: str = ""
+    heartbeat: float | None = None  # set while a stage runs (renewed every few seconds)
 
     @property
     def finished(self) -> bool:
@@ -121,6 +125,7 @@ class JobStore:
             "tasks": "[]",
             "artifacts": "[]",
             "error": "",
+            "heartbeat": "",
             "created": now,
             "updated": now,
         }
@@ -159,6 +164,7 @@ class JobStore:
             batch=raw.get("batch") or None,
             tasks=tuple(json.loads(raw.get("tasks") or "[]")),
             name=raw.get("name", ""),
+            heartbeat=float(raw["heartbeat"]) if raw.get("heartbeat") else None,
         )
 
     def update(self, job_id: str, **fields: Any) -> bool:
@@ -178,6 +184,10 @@ class JobStore:
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> bool:
         return self.update(job_id, status="running", stage=stage, progress=round(float(progress), 4))
+
+    def heartbeat(self, job_id: str, at: float | None = None) -> bool:
+        """A running stage's sign of life (read it as ``JobState.heartbeat``)."""
+        return self.update(job_id, heartbeat=time.time() if at is None else at)
 
     def record_stage(self, job_id: str, stage: str, seconds: float) -> bool:
         """The time a stage took (this job's timings, and the shared histogram for /metrics)."""

@@ -1,0 +1,236 @@
+"""The stages of a job: ONE table (``STAGES``) of what each stage reads, writes, depends on and runs.
+
+Everything else derives from it: the pipeline's order and keys, the Celery tasks and their queues,
+the API's downloadable files, the metrics, the CLI's partial re-runs and docs/ARCHITECTURE.md (checked
+by tests/test_architecture.py). ``tests/test_stages.py`` runs every runner and checks that the files
+it reads and writes are the declared ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from moodbgm import media
+from moodbgm.errors import InputError
+from moodbgm.files import atomic_path, read_json, write_json, write_silence, write_wav
+from moodbgm.jobs import JobDir, JobOptions
+from moodbgm.types import EmotionScores, Timeline, Transcript
+
+if TYPE_CHECKING:
+    from moodbgm.config import Settings
+    from moodbgm.models import Models
+
+Report = Callable[[float], None]
+"""Called by a runner with the fraction of its stage done, 0..1."""
+Runner = Callable[[JobDir, JobOptions, "Models", Report], None]
+
+INPUT = "input.*"
+"""The uploaded video (``input.<ext>``)."""
+TIMELINE_OVERRIDE = "timeline.override.json"
+"""An edited timeline the user supplied (``moodbgm run --timeline``); replaces planning when present."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: tuple[str, ...]  # files of the job directory it always reads
+    outputs: tuple[str, ...]  # files it always writes
+    optional: tuple[str, ...]  # files it reads or writes only in some cases
+    options: tuple[str, ...]  # JobOptions fields its result depends on
+    settings: tuple[str, ...]  # Settings fields (per process model choices) its result depends on
+    model: str | None  # the Models getter it uses (preloaded while earlier stages run)
+    runner: Runner
+    queue: str  # Celery queue of its task
+    weight: float  # share of a typical job's time, for overall progress
+
+    @property
+    def task(self) -> str:
+        """Its Celery task name."""
+        return f"moodbgm.{self.name}"
+
+    def key_options(self, options: JobOptions, settings: Settings) -> dict[str, Any]:
+        """The option values its result depends on (part of its key)."""
+        return {
+            **{f: getattr(options, f) for f in self.options},
+            **{f: getattr(settings, f) for f in self.settings},
+        }
+
+
+# ---------------------------------------------------------------- runners
+def _media_info(job: JobDir) -> dict[str, Any]:
+    data: dict[str, Any] = read_json(job.path("media.json"))
+    return data
+
+
+def _media(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    info = media.require_video(media.probe(job.input_path()))
+    report(0.2)
+    cuts = media.detect_scene_cuts(info.path)
+    report(0.6)
+    media.extract_audio(info.path, job.path("audio.wav"))
+    write_json(job.path("media.json"), {**info.to_dict(), "cuts": list(cuts)})
+
+
+def _separate(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    if _media_info(job)["audio"] is None:  # no soundtrack: the voice is silence of the same length
+        import soundfile as sf
+
+        info = sf.info(str(job.path("audio.wav")))
+        write_silence(job.path("voice.wav"), info.frames, info.samplerate, channels=1)
+        return
+    models.separator().separate_file(job.path("audio.wav"), job.path("voice.wav"), progress=report)
+
+
+def _stt(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    info = _media_info(job)
+    if info["audio"] is None:
+        transcript = Transcript(language="", phrases=())
+    else:
+        audio = media.load_audio(job.path("audio.wav"), sample_rate=16_000)
+        transcript = models.transcriber().transcribe(audio, progress=report)
+    write_json(job.path("transcript.json"), transcript.to_dict())
+
+
+def _emotion(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
+    texts = [p.text for p in transcript.phrases]
+    scores = models.classifier().classify(texts) if texts else []
+    rows = [
+        {"start": p.start, "end": p.end, "text": p.text, **s.to_dict()}
+        for p, s in zip(transcript.phrases, scores, strict=True)
+    ]
+    write_json(job.path("emotions.json"), {"phrases": rows})
+
+
+def load_emotions(job: JobDir) -> list[EmotionScores]:
+    return [EmotionScores.from_dict(r) for r in read_json(job.path("emotions.json"))["phrases"]]
+
+
+def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    from moodbgm.timeline import TimelineOptions, load_timeline_override, plan_timeline
+
+    info = _media_info(job)
+    override = job.path(TIMELINE_OVERRIDE)
+    if override.exists():
+        try:
+            timeline = load_timeline_override(read_json(override), info["duration"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{override.name}: {e}") from None
+    else:
+        transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
+        topts = TimelineOptions(
+            min_section=options.min_section,
+            min_confidence=options.min_confidence,
+            force_emotion=options.emotion,
+        )
+        timeline = plan_timeline(
+            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], topts
+        )
+    write_json(job.path("timeline.json"), timeline.to_dict())
+
+
+def _generate(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    from moodbgm.generate.base import GenerateOptions
+
+    timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
+    generator = models.generator(options.generator)
+    bed = generator.generate(
+        timeline, timeline.duration, GenerateOptions(style=options.style, seed=options.seed), progress=report
+    )
+    if bed.midi is not None:
+        with atomic_path(job.path("bgm.mid")) as tmp:
+            tmp.write_bytes(bed.midi)
+    else:
+        job.path("bgm.mid").unlink(missing_ok=True)  # never leave another generator's score beside it
+    write_wav(job.path("bgm.wav"), bed.audio, bed.sample_rate)
+
+
+def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    from moodbgm.mix import mix_files
+
+    has_audio = _media_info(job)["audio"] is not None
+    speech: list[tuple[float, float]] = []
+    if has_audio:
+        speech = models.speech_detector().detect_file(job.path("voice.wav"))
+    report(0.3)
+    result = mix_files(
+        job.path("voice.wav") if has_audio else None,
+        job.path("bgm.wav"),
+        job.path("mix.wav"),
+        speech,
+        options.mix_options(),
+    )
+    write_json(job.path("mix.json"), {"speech": speech, **result.to_dict()})
+
+
+def _mux(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    media.mux(job.input_path(), job.path("mix.wav"), job.path("output.mp4"))
+
+
+def _report(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    from moodbgm.report import render_timeline_png
+
+    transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
+    timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
+    audio = media.load_audio(job.path("audio.wav"), sample_rate=8_000)
+    render_timeline_png(job.path("timeline.png"), audio, 8_000, transcript, load_emotions(job), timeline)
+
+
+# ---------------------------------------------------------------- the table
+MIX_OPTIONS = ("duck_db", "target_lufs", "music_level_db", "true_peak_db")
+
+# fmt: off
+STAGES: tuple[Stage, ...] = (
+    Stage("media", (INPUT,), ("media.json", "audio.wav"), (), (), (), None, _media, "media", 0.03),
+    Stage("separate", ("media.json", "audio.wav"), ("voice.wav",), (), (), ("separator",),
+          "separator", _separate, "media", 0.15),
+    Stage("stt", ("media.json", "audio.wav"), ("transcript.json",), (), (),
+          ("stt_backend", "stt_model"), "transcriber", _stt, "stt", 0.30),
+    Stage("emotion", ("transcript.json",), ("emotions.json",), (), (),
+          ("emotion_backend", "emotion_model"), "classifier", _emotion, "nlp", 0.04),
+    Stage("timeline", ("media.json", "transcript.json", "emotions.json"), ("timeline.json",),
+          (TIMELINE_OVERRIDE,), ("emotion", "min_section", "min_confidence"), (),
+          None, _timeline, "nlp", 0.02),
+    Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid",), ("generator", "style", "seed"), (),
+          None, _generate, "generate", 0.30),
+    Stage("mix", ("media.json", "voice.wav", "bgm.wav"), ("mix.wav", "mix.json"), (), MIX_OPTIONS, (),
+          "speech_detector", _mix, "media", 0.10),
+    Stage("mux", (INPUT, "mix.wav"), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
+    Stage("report", ("audio.wav", "transcript.json", "emotions.json", "timeline.json"), ("timeline.png",),
+          (), (), (), None, _report, "media", 0.03),
+)
+# fmt: on
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+QUEUES: tuple[str, ...] = tuple(dict.fromkeys(s.queue for s in STAGES))
+"""The Celery queues, in stage order."""
+PRODUCER: dict[str, str] = {f: s.name for s in STAGES for f in (*s.outputs, *s.optional) if f in s.outputs}
+"""Which stage writes each file."""
+ARTIFACTS: tuple[str, ...] = tuple(
+    f for s in STAGES for f in (*s.outputs, *s.optional) if f != TIMELINE_OVERRIDE
+)
+"""Every file a job can produce, in stage order."""
+
+
+def upstream(stage: Stage) -> tuple[str, ...]:
+    """The stages whose outputs ``stage`` reads (their keys are part of its key)."""
+    return tuple(dict.fromkeys(PRODUCER[f] for f in stage.inputs if f in PRODUCER))
+
+
+def stages_for(files: tuple[str, ...]) -> tuple[Stage, ...]:
+    """The stages that make ``files``, with everything upstream of them, in order."""
+    need = {PRODUCER[f] for f in files}
+    for s in reversed(STAGES):
+        if s.name in need:
+            need.update(upstream(s))
+    return tuple(s for s in STAGES if s.name in need)
+
+
+def downstream(name: str) -> tuple[str, ...]:
+    """``name`` and every stage that (transitively) reads its outputs, in order."""
+    out = {name}
+    for s in STAGES:
+        if any(u in out for u in upstream(s)):
+            out.add(s.name)
+    return tuple(s.name for s in STAGES if s.name in out)
