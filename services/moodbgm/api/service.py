@@ -9,8 +9,6 @@ form) can show the N soundtracks side by side and let the user pick one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import re
 import shutil
@@ -79,7 +77,6 @@ class JobService:
         self.store = store
         self.celery = celery
         self.data_dir = settings.data_dir
-        self._secret = "\n".join(sorted(settings.api_keys)).encode()
 
     # ---- submit
     def parse_options(self, fields: dict[str, str]) -> tuple[JobOptions, int]:
@@ -112,7 +109,9 @@ class JobService:
             raise InputError(str(e)) from None
         return options, variations
 
-    def submit(self, form: ReceivedForm, options: JobOptions, variations: int = 1) -> Submitted:
+    def submit(
+        self, form: ReceivedForm, options: JobOptions, variations: int = 1, owner: str = ""
+    ) -> Submitted:
         """Check every uploaded file, then make and enqueue its jobs. All or nothing: on any error no
         job directory, staging file or Redis state is left."""
         created: list[str] = []
@@ -132,9 +131,10 @@ class JobService:
             kind = "variations" if variations > 1 else "files"
             batch_id = uuid.uuid4().hex if len(jobs) > 1 else None
             for job_id, name, seed in zip(jobs, names, seeds, strict=True):
-                self.store.create(job_id, _with_seed(options, seed).to_dict(), batch=batch_id, name=name)
+                opts = _with_seed(options, seed).to_dict()
+                self.store.create(job_id, opts, batch=batch_id, name=name, owner=owner)
             if batch_id is not None:
-                self.store.create_batch(batch_id, kind, jobs)
+                self.store.create_batch(batch_id, kind, jobs, owner=owner)
             for job_id in jobs:
                 self.store.update(job_id, tasks=enqueue_job(self.celery, job_id))
         except BaseException:
@@ -148,10 +148,10 @@ class JobService:
         log.info("accepted %d job(s): %s", len(jobs), ", ".join(jobs))
         return Submitted(batch_id, tuple(jobs), tuple(seeds), tuple(names))
 
-    def single_batch(self, job_id: str) -> str:
+    def single_batch(self, job_id: str, owner: str = "") -> str:
         """A batch holding one job (POST /batches with a single file)."""
         batch_id = uuid.uuid4().hex
-        self.store.create_batch(batch_id, "files", [job_id])
+        self.store.create_batch(batch_id, "files", [job_id], owner=owner)
         self.store.update(job_id, batch=batch_id)
         return batch_id
 
@@ -175,6 +175,7 @@ class JobService:
             error=ErrorInfo.model_validate(state.error) if state.error else None,
             files=self._files(state.id),
             batch_id=state.batch,
+            owner=state.owner,
             created=state.created,
             updated=state.updated,
             links=JobLinks(self=base, files=f"{base}/files/{{name}}"),
@@ -182,12 +183,11 @@ class JobService:
 
     def _files(self, job_id: str) -> list[FileLink]:
         out = []
-        token = f"?token={self.file_token(job_id)}" if self._secret else ""
         for name, ctype in ARTIFACTS.items():
             found = self.artifact(job_id, name)
             if found is not None:
                 path, ctype = found
-                url = f"{API}/jobs/{job_id}/files/{name}{token}"
+                url = f"{API}/jobs/{job_id}/files/{name}"  # the routes sign it (api/signing.py)
                 out.append(FileLink(name=name, url=url, content_type=ctype, size=path.stat().st_size))
         return out
 
@@ -204,10 +204,6 @@ class JobService:
             return path, INPUT_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
         path = job.path(name)
         return (path, ARTIFACTS[name]) if path.is_file() else None
-
-    def file_token(self, job_id: str) -> str:
-        """Lets a browser fetch a job's files (<video src>) without an Authorization header."""
-        return hmac.new(self._secret, job_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def batch(self, batch_id: str) -> BatchStatus | None:
         if not JOB_ID.match(batch_id):
@@ -231,7 +227,14 @@ class JobService:
             progress=round(progress, 1),
             jobs=jobs,
             created=b.created,
+            owner=b.owner,
         )
+
+    def list_jobs(
+        self, owner: str | None, statuses: frozenset[str] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[JobStatus]:
+        """Newest first; ``owner=None``: every key's jobs (admin)."""
+        return [self._status(s) for s in self.store.list_jobs(owner, statuses, after, limit)]
 
     # ---- cancel / delete
     def cancel(self, job_id: str) -> JobStatus | None:
