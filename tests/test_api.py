@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -474,6 +475,19 @@ def test_cors_preflight(tmp_path: Path) -> None:
         )
         assert pre.headers["access-control-allow-origin"] == "https://example.org"
         assert "idempotency-key" in pre.headers["access-control-allow-headers"].lower()
+
+
+def test_metrics_on_a_separate_port_need_no_key(tmp_path: Path) -> None:
+    port = free_port()
+    with TestClient(create_app(make_settings(tmp_path, metrics_port=port, metrics_host="127.0.0.1"))) as c:
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert r.status_code == 200 and "moodbgm_store_up 1.0" in r.text
+        assert (
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/jobs", timeout=10).status_code == 404
+        )  # only metrics
+        assert_problem(c.get("/metrics"), 401)  # the API's port still wants a key
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)  # closed with the app
 
 
 def test_docs_can_be_turned_off(tmp_path: Path) -> None:

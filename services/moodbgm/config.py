@@ -87,5 +87,7 @@ class Settings(BaseSettings):
     max_uploads_per_hour: int = Field(default=60, ge=1)  # upload requests of one key per rolling hour
     storage_quota_mb: int = Field(default=20 * 1024, ge=1)  # disk used by one key's jobs
     docs_enabled: bool = True  # /docs, /redoc and /openapi.json
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # >0: /metrics without a key on this port too
+    metrics_host: str = "0.0.0.0"  # where that port listens (only opened when metrics_port is set)
     api_url: str = "http://127.0.0.1:8000"  # `moodbgm submit`: the API to talk to
     api_key: str = ""  # `moodbgm submit`: the bearer key it sends

@@ -72,8 +72,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         sweeper = asyncio.create_task(_sweep(service))
+        port = settings.metrics_port
+        separate = metrics.MetricsServer(registry, settings.metrics_host, port) if port else None
+        if separate is not None:
+            await run_in_threadpool(separate.start)
         yield
         sweeper.cancel()
+        if separate is not None:
+            await run_in_threadpool(separate.stop)
 
     app = FastAPI(
         title="moodbgm",
@@ -122,8 +128,8 @@ def create_app(settings: Settings) -> FastAPI:
         responses=problems.responses(401, 403),
     )
     def prometheus() -> Response:
-        """Prometheus text; needs an admin key (``Authorization: Bearer``)."""
-        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        """Prometheus text; needs an admin key here (without one: ``MOODBGM_METRICS_PORT``)."""
+        return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
 
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
     page = {
