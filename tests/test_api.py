@@ -22,6 +22,7 @@ from moodbgm.api.app import create_app
 from moodbgm.api.auth import key_id
 from moodbgm.api.signing import LinkSigner
 from moodbgm.config import Settings
+from moodbgm.worker.store import JobStore
 from problemjson import assert_problem
 
 REDIS_URL = redis_url(11)
@@ -408,6 +409,27 @@ def test_list_pages_through_25_jobs_with_a_cursor(tmp_path: Path, media_dir: Pat
         assert_problem(c.get("/api/v1/jobs?status=sleeping"), 400)
         assert_problem(c.get("/api/v1/jobs?cursor=!!!"), 400)
         assert_problem(c.get("/api/v1/jobs?limit=0"), 422)
+
+
+def test_cursor_holds_on_jobs_made_in_the_same_instant(settings: Settings) -> None:
+    store = JobStore.from_url(REDIS_URL, settings.redis_prefix)
+    ids = [f"{i:032x}" for i in range(7)]
+    for job_id in ids:
+        store.create(job_id, {}, owner="o")
+    same = 1767225600.25
+    store.redis.zadd(store.owner_index_key("o"), dict.fromkeys(ids, same))  # one timestamp for all
+    for job_id in ids:
+        store.redis.hset(store.job_key(job_id), "created", same)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = store.list_jobs("o", None, after, 3)
+        seen += [s.id for s in page]
+        if len(page) < 3:
+            break
+        after = (page[-1].created, page[-1].id)
+    assert seen == ids[::-1]  # ties newest-first by id, each once
+    assert store.list_jobs("someone-else", None, None, 3) == []
 
 
 def test_every_error_is_problem_json(client: TestClient, media_dir: Path) -> None:

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     auth: Literal["keys", "disabled"] = "keys"  # "disabled": no keys, everyone is admin (logged loudly)
     link_secret: str = ""  # HMAC key of download links; empty: a random one kept in Redis
     link_ttl_s: int = Field(default=3600, gt=0)  # how long a signed download link works
-    max_active_jobs_per_key: int = Field(default=4, ge=1)  # queued + running jobs of one key
+    max_active_jobs_per_key: int = Field(default=8, ge=1)  # queued + running jobs of one key
     max_uploads_per_hour: int = Field(default=60, ge=1)  # upload requests of one key per rolling hour
     storage_quota_mb: int = Field(default=20 * 1024, ge=1)  # disk used by one key's jobs
     docs_enabled: bool = True  # /docs, /redoc and /openapi.json

@@ -147,6 +147,7 @@ class JobStore:
         pipe.zadd(self.index_key, {job_id: now})
         if owner:
             pipe.zadd(self.owner_index_key(owner), {job_id: now})
+            pipe.expire(self.owner_index_key(owner), self.retention_s)
         pipe.execute()
         state = self.get(job_id)
         assert state is not None
