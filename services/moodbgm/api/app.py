@@ -71,11 +71,11 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        sweeper = asyncio.create_task(_sweep(service))
         port = settings.metrics_port
         separate = metrics.MetricsServer(registry, settings.metrics_host, port) if port else None
         if separate is not None:
             await run_in_threadpool(separate.start)
+        sweeper = asyncio.create_task(_sweep(service))
         yield
         sweeper.cancel()
         if separate is not None:
