@@ -40,7 +40,7 @@ def make_app(tmp_path: Path, **kw: object) -> TestClient:
         redis_url=REDIS_URL,
         redis_prefix=f"c{time.monotonic_ns()}:",
         api_keys=[KEY_A, KEY_B],
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     return TestClient(create_app(s))
 
