@@ -47,7 +47,7 @@ for _ in $(seq 150); do
     if [ -n "$KEY" ]; then
       echo "API key (admin; also in $RUN/api-key): $KEY"
       echo "  curl -H 'Authorization: Bearer $KEY' http://$HOST:$PORT/api/v1/jobs"
-      echo "  MOODBGM_API_KEY=\$(cat $RUN/api-key) moodbgm submit VIDEO --wait -o out/"
+      echo "  MOODBGM_API_URL=http://$HOST:$PORT MOODBGM_API_KEY=\$(cat $RUN/api-key) moodbgm submit VIDEO --wait -o out/"
     fi
     exit 0
   fi
