@@ -1,6 +1,7 @@
 """The web form in headless Chromium (Debian's ``chromium`` driven by Playwright): upload a small clip,
 follow the progress, then the player, the A/B switch, the emotion chart, the transcript and downloads.
-Real API (uvicorn) and worker processes on Redis DB 13."""
+The API needs a key: the form asks for it once and keeps it. Real API (uvicorn) and worker processes on
+Redis DB 13."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from helpers import redis_url
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 REDIS_URL = redis_url(13)
+KEY = "web-test-key-0123456789abcdef"
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -41,6 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MOODBGM_REDIS_URL": REDIS_URL,
         "MOODBGM_REDIS_PREFIX": "web:",
         "MOODBGM_STT_MODEL": "tiny.en",
+        "MOODBGM_API_KEYS": f'["{KEY}"]',
     }
     port = free_port()
     procs: list[LocalProcess] = [start_worker(env, d / "worker.log")]
@@ -67,6 +70,12 @@ def test_upload_progress_player_chart(server: str, tmp_path: Path) -> None:
         page.get_by_label("Seed").fill("4")
         page.locator("#file").set_input_files(str(clip))
         assert "talk.mp4" in page.locator("#file-name").inner_text()
+        # a wrong key is refused in plain words and forgotten
+        page.get_by_label("API key").fill("not-the-key")
+        page.get_by_role("button", name="Score my video").click()
+        page.wait_for_function("document.getElementById('error').textContent.includes('API key')")
+        assert page.get_by_label("API key").input_value() == ""
+        page.get_by_label("API key").fill(KEY)
         page.get_by_role("button", name="Score my video").click()
         page.wait_for_selector("#result:not([hidden])", timeout=300_000)
 
@@ -100,5 +109,10 @@ def test_upload_progress_player_chart(server: str, tmp_path: Path) -> None:
         assert page.locator("#ab-toggle").get_attribute("aria-pressed") == "true"
         page.locator("#ab-toggle").press("Enter")
         assert "/files/output.mp4" in (player.get_attribute("src") or "")
+        # every file link is signed and expires; none carries the key
+        assert "sig=" in (player.get_attribute("src") or "") and KEY not in page.content()
+        # the key is kept: a new visit has it already
+        page.reload()
+        assert page.get_by_label("API key").input_value() == KEY
         assert errors == []
         browser.close()

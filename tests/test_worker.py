@@ -66,7 +66,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, LocalProcess]]:
     redis.Redis.from_url(REDIS_URL).flushdb()
     d = tmp_path_factory.mktemp("stack")
-    settings = Settings(data_dir=d / "jobs", redis_url=REDIS_URL, redis_prefix="tw:", stt_model="tiny.en")
+    settings = Settings(
+        data_dir=d / "jobs", redis_url=REDIS_URL, redis_prefix="tw:", stt_model="tiny.en", auth="disabled"
+    )
     worker = start_worker(worker_env(settings.data_dir, REDIS_URL, "tw:"), d / "worker.log")
     yield settings, worker
     code = worker.stop()
@@ -99,8 +101,9 @@ def test_submit_complete_download(
     assert st["status"] == "done", st["error"]
     assert st["progress"] == 100 and st["stage"] is None
     assert set(st["timings"]) == {s.name for s in STAGES}
+    # the original upload ("input") is listed only with ?original=true
     names = {f["name"] for f in st["files"]}
-    assert {"output.mp4", "mix.wav", "bgm.wav", "bgm.mid", "timeline.json", "emotions.json", "input"} <= names
+    assert {"output.mp4", "mix.wav", "bgm.wav", "bgm.mid", "timeline.json", "emotions.json"} <= names
     r = client.get(f"/api/v1/jobs/{job_id}/files/output.mp4")
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
     out = tmp_path / "output.mp4"

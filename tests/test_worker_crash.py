@@ -49,6 +49,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient
         task_soft_time_limit_s=25,
         task_time_limit_s=30,
         broker_visibility_timeout_s=35,
+        auth="disabled",  # one caller, no per-key limits
     )
     env = {
         "MOODBGM_DATA_DIR": str(settings.data_dir),

@@ -220,6 +220,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(Settings(), queues=args.queues, concurrency=args.concurrency)
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Upload videos to a running API (``moodbgm.client``); with --wait, follow them and download."""
+    from moodbgm.client import ApiError, Client, Job
+
+    settings = Settings()
+    videos = [Path(v) for v in args.videos]
+    for v in videos:
+        if not v.is_file():
+            raise InputError(f"{v}: no such file")
+    options = {"generator": args.generator, "style": args.style, "seed": args.seed, "emotion": args.emotion}
+    key = args.key or settings.api_key or None
+    try:
+        with Client(args.url or settings.api_url, key) as api:
+            submitted = [(v, api.submit(v, **options)) for v in videos]
+            for v, sub in submitted:
+                print(f"{sub.id}\t{v}", flush=True)
+            if not args.wait:
+                return 0
+            code = 0
+            stems = [v.stem for v in videos]
+            for v, sub in submitted:
+                seen: list[str] = []
+
+                def report(job: Job, v: Path = v, seen: list[str] = seen) -> None:
+                    line = f"{v.name}: {job.status}" + (
+                        f" {job.stage} {job.progress:.0f}%" if job.stage else ""
+                    )
+                    if not args.quiet and (not seen or seen[-1] != line):
+                        print(line, file=sys.stderr, flush=True)
+                        seen.append(line)
+
+                job = api.wait(sub.id, poll_s=args.poll, on_update=report)
+                if job.status != "done":
+                    err = job.error or {}
+                    print(f"moodbgm: {v}: {job.status}: {err.get('message', '')}", file=sys.stderr)
+                    code = max(code, 2 if err.get("kind") == "input" else 1)
+                    continue
+                if args.outdir:
+                    name = v.stem if stems.count(v.stem) == 1 else f"{v.stem}-{job.id[:8]}"
+                    print(api.download(job.id, "output.mp4", Path(args.outdir) / f"{name}.mp4"), flush=True)
+            return code
+    except ApiError as e:
+        print(f"moodbgm: the API refused: {e}", file=sys.stderr)
+        return 2 if e.status < 500 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from moodbgm.stages import QUEUES
     from moodbgm.types import EMOTIONS
@@ -273,6 +319,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--queues", default=",".join(QUEUES), help="comma-separated queues")
     w.add_argument("--concurrency", type=int, default=1)
     w.set_defaults(func=cmd_worker)
+
+    sm = sub.add_parser("submit", help="upload videos to a running API (MOODBGM_API_URL, MOODBGM_API_KEY)")
+    sm.add_argument("videos", nargs="+", metavar="VIDEO")
+    sm.add_argument("--wait", action="store_true", help="follow the jobs until they finish")
+    sm.add_argument("-o", "--outdir", help="with --wait: download each output.mp4 here")
+    sm.add_argument("--url", help="the API (default MOODBGM_API_URL, http://127.0.0.1:8000)")
+    sm.add_argument("--key", help="API key (default MOODBGM_API_KEY)")
+    sm.add_argument("--generator", choices=("composer", "riffusion"))
+    sm.add_argument("--style", help="cinematic, lofi, electronic or acoustic")
+    sm.add_argument("--seed", type=int)
+    sm.add_argument("--emotion", choices=EMOTIONS, help="force one emotion for the whole video")
+    sm.add_argument("--poll", type=float, default=1.0, help="seconds between status reads")
+    sm.set_defaults(func=cmd_submit)
 
     sc = sub.add_parser("scale", help="set the replicas of a queue's worker Deployment (Kubernetes)")
     sc.add_argument("rest", nargs=argparse.REMAINDER, help="QUEUE N [--namespace NS]")

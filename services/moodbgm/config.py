@@ -9,10 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key with its role (``MOODBGM_API_KEYS='[{"key": "...", "role": "admin"}]'``)."""
+
+    key: str = Field(min_length=1)
+    role: Literal["user", "admin"] = "user"
 
 
 class Settings(BaseSettings):
@@ -61,7 +68,7 @@ class Settings(BaseSettings):
 
     # --- services
     redis_url: str = "redis://127.0.0.1:6379/0"
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: list[str | ApiKeyEntry] = Field(default_factory=list)  # plain strings: role "user"
     cors_origins: list[str] = Field(default_factory=list)
     max_upload_mb: int = 1024
     max_duration_s: float = 3600.0
@@ -86,3 +93,14 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_presign_ttl_s: int = Field(default=3600, gt=0, le=7 * 24 * 3600)  # S3's SigV4 maximum
     scratch_dir: Path = Path("scratch")  # pod-local copies of a stage's inputs and outputs (s3)
+    auth: Literal["keys", "disabled"] = "keys"  # "disabled": no keys, everyone is admin (logged loudly)
+    link_secret: str = ""  # HMAC key of download links; empty: a random one kept in Redis
+    link_ttl_s: int = Field(default=3600, gt=0)  # how long a signed download link works
+    max_active_jobs_per_key: int = Field(default=8, ge=1)  # queued + running jobs of one key
+    max_uploads_per_hour: int = Field(default=60, ge=1)  # upload requests of one key per rolling hour
+    storage_quota_mb: int = Field(default=20 * 1024, ge=1)  # disk used by one key's jobs
+    docs_enabled: bool = True  # /docs, /redoc and /openapi.json
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # >0: /metrics without a key on this port too
+    metrics_host: str = "0.0.0.0"  # where that port listens (only opened when metrics_port is set)
+    api_url: str = "http://127.0.0.1:8000"  # `moodbgm submit`: the API to talk to
+    api_key: str = ""  # `moodbgm submit`: the bearer key it sends

@@ -3,6 +3,9 @@
 # the API + web form on 127.0.0.1:8000. Pid files and logs go to .run/; stop with services/scripts/down.sh.
 # Settings come from MOODBGM_* variables (e.g. MOODBGM_DATA_DIR, MOODBGM_STT_MODEL); HOST, PORT and
 # WORKER_CONCURRENCY set where the API listens and how many worker processes run.
+# API key: unless MOODBGM_API_KEYS or MOODBGM_AUTH is set, a local admin key is made once, kept in
+# .run/api-key (mode 600) and printed; the web form asks for it once, `moodbgm submit` reads
+# MOODBGM_API_KEY.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUN=.run
@@ -14,6 +17,16 @@ PY=.venv/bin/python
 [ -x "$PY" ] || PY=python3
 mkdir -p "$RUN"
 bash services/scripts/ensure-redis.sh
+
+KEY=""
+if [ -z "${MOODBGM_API_KEYS:-}" ] && [ -z "${MOODBGM_AUTH:-}" ]; then
+  if [ ! -s "$RUN/api-key" ]; then
+    (umask 077 && "$PY" -c "import secrets; print(secrets.token_urlsafe(32))" >"$RUN/api-key")
+    echo "made a local API key in $RUN/api-key"
+  fi
+  KEY=$(cat "$RUN/api-key")
+  export MOODBGM_API_KEYS="[{\"key\": \"$KEY\", \"role\": \"admin\"}]"
+fi
 
 start() {  # name command...: in its own session (process group), so down.sh stops it with its children
   local name=$1; shift
@@ -30,7 +43,13 @@ start api "$MOODBGM" serve --host "$HOST" --port "$PORT"
 
 for _ in $(seq 150); do
   if "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://$HOST:$PORT/readyz', timeout=1)" 2>/dev/null; then
-    echo "moodbgm is up: http://$HOST:$PORT/ (API docs at /docs)"; exit 0
+    echo "moodbgm is up: http://$HOST:$PORT/ (API docs at /docs)"
+    if [ -n "$KEY" ]; then
+      echo "API key (admin; also in $RUN/api-key): $KEY"
+      echo "  curl -H 'Authorization: Bearer $KEY' http://$HOST:$PORT/api/v1/jobs"
+      echo "  MOODBGM_API_URL=http://$HOST:$PORT MOODBGM_API_KEY=\$(cat $RUN/api-key) moodbgm submit VIDEO --wait -o out/"
+    fi
+    exit 0
   fi
   kill -0 "$(cat "$RUN/api.pid")" 2>/dev/null || { echo "the API exited; see $RUN/api.log" >&2; exit 1; }
   sleep 0.2

@@ -48,6 +48,7 @@ def run(sample: Path, workdir: Path) -> dict[str, Any]:
         "MOODBGM_STT_MODEL": "tiny.en",
         "MOODBGM_STT_THREADS": "1",
         "MOODBGM_LOG_LEVEL": "WARNING",
+        "MOODBGM_AUTH": "disabled",  # one caller, no per-key limits
     }
     clips = [make_sample(workdir / f"clip{i}.mp4", scale=0.05, seed=i).video for i in range(N_CLIPS)]
     port = free_port()

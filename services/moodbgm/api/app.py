@@ -15,9 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-import kombu.exceptions
 import redis
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -25,14 +24,16 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from moodbgm import __version__
-from moodbgm.api import metrics
+from moodbgm.api import metrics, problems
+from moodbgm.api.auth import Keyring, admin
+from moodbgm.api.idempotency import Idempotency
+from moodbgm.api.limits import Limits
 from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService
-from moodbgm.api.uploads import UploadTooLarge
+from moodbgm.api.signing import LinkSigner, shared_secret
 from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
-from moodbgm.errors import InputError, MediaError
 from moodbgm.generate.base import STYLES
 from moodbgm.jobs import GENERATORS, JobOptions
 from moodbgm.jobstore import JobStore
@@ -67,6 +68,7 @@ def emotion_colors() -> dict[str, str]:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    keyring = Keyring.from_settings(settings)  # refuses to start without keys unless auth is disabled
     store = JobStore.from_url(settings.redis_url, settings.redis_prefix, settings.job_retention_s)
     service = JobService(settings, store, create_celery(settings))
     registry = metrics.make_registry(store)
@@ -76,9 +78,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         warn_if_not_wired(settings)
+        port = settings.metrics_port
+        separate = metrics.MetricsServer(registry, settings.metrics_host, port) if port else None
+        if separate is not None:
+            await run_in_threadpool(separate.start)
         sweeper = asyncio.create_task(_sweep(service))
         yield
         sweeper.cancel()
+        if separate is not None:
+            await run_in_threadpool(separate.stop)
 
     app = FastAPI(
         title="moodbgm",
@@ -86,20 +94,24 @@ def create_app(settings: Settings) -> FastAPI:
         description="Background music that follows the mood of what is said in a video. Upload a video "
         "(POST /api/v1/jobs), follow its progress (GET /api/v1/jobs/{id}), download output.mp4.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,  # all three off: MOODBGM_DOCS_ENABLED=false
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.service = service
     app.state.settings = settings
+    _access(app, settings, keyring, store)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "HEAD", "POST", "DELETE"],
-            allow_headers=["Authorization", "Range", "Content-Type"],
-            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"],
+            allow_headers=["Authorization", "Range", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "Location", "Retry-After"],
         )
     app.include_router(router)
     app.include_router(files_router)
-    _errors(app)
+    problems.install(app)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     def healthz() -> Health:
@@ -126,9 +138,16 @@ def create_app(settings: Settings) -> FastAPI:
         KEDA's metrics-api trigger scales the workers on it (k8s/components/keda)."""
         return broker_depth(broker, parse_queues(names))
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        dependencies=[Depends(admin)],
+        responses=problems.responses(401, 403),
+    )
     def prometheus() -> Response:
-        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        """Prometheus text; needs an admin key here (without one: ``MOODBGM_METRICS_PORT``)."""
+        return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
 
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape())
     page = {
@@ -137,7 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
         "emotions": EMOTIONS,
         "max_variations": settings.max_variations,
         "max_upload_mb": settings.max_upload_mb,
-        "needs_key": bool(settings.api_keys),
+        "needs_key": keyring.enabled,
+        "docs": settings.docs_enabled,
         "settings": settings,
         "defaults": JobOptions.from_settings(settings),
         "colors_json": json.dumps(emotion_colors()),
@@ -152,35 +172,20 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _errors(app: FastAPI) -> None:
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, exc: InputError) -> JSONResponse:
-        from moodbgm.api.uploads import BadUpload
+def _access(app: FastAPI, settings: Settings, keyring: Keyring, store: JobStore) -> None:
+    """Keys, per-key limits, Idempotency-Key records and the download-link signer on ``app.state``."""
+    app.state.keyring = keyring
+    app.state.limits = Limits(settings, store)
+    app.state.idempotency = Idempotency(store.redis, store.prefix)
+    signers: list[LinkSigner] = []
 
-        if isinstance(exc, UploadTooLarge):
-            code = 413
-        elif isinstance(exc, BadUpload):
-            code = 400
-        elif isinstance(exc, MediaError):
-            code = 422
-        else:
-            code = 422
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+    def signer() -> LinkSigner:  # the Redis-kept secret is read on first use (Redis may start later)
+        if not signers:
+            secret = settings.link_secret.encode() or shared_secret(store.redis, store.prefix)
+            signers.append(LinkSigner(secret, settings.link_ttl_s))
+        return signers[0]
 
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        log.warning("%s %s: Redis not reachable: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            {"detail": f"the job store (Redis) is not reachable; try again shortly ({exc})"},
-            status_code=503,
-            headers={"Retry-After": "10"},
-        )
-
-    for exc_type in (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        kombu.exceptions.OperationalError,
-    ):
-        app.add_exception_handler(exc_type, unavailable)
+    app.state.signer = signer
 
 
 async def _sweep(service: JobService) -> None:

@@ -1,28 +1,38 @@
-"""REST v1 routes (``/api/v1``): thin wrappers over ``JobService``."""
+"""REST v1 routes (``/api/v1``): thin wrappers over ``JobService``, with the caller's key (api/auth.py)
+deciding what exists: another key's job or batch is 404. Uploads go through api/intake.py (limits,
+Idempotency-Key); file links are signed (api/signing.py); errors are problem details (api/problems.py).
+"""
 
 from __future__ import annotations
 
-import hmac
+import base64
+import binascii
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 
-from moodbgm.api.schemas import BatchAccepted, BatchStatus, JobAccepted, JobLinks, JobStatus, Problem
+from moodbgm.api import problems
+from moodbgm.api.auth import Caller, Principal, principal
+from moodbgm.api.idempotency import HEADER, Idempotency
+from moodbgm.api.intake import Accepted, idempotent, take_upload
+from moodbgm.api.limits import Limits
+from moodbgm.api.schemas import BatchAccepted, BatchStatus, JobAccepted, JobLinks, JobPage, JobStatus
 from moodbgm.api.service import API, JobService
+from moodbgm.api.signing import LinkSigner, signed_status
 from moodbgm.api.uploads import ReceivedForm, new_staging, receive_form
 from moodbgm.generate.base import STYLES
-from moodbgm.jobs import GENERATORS, JobOptions
+from moodbgm.jobs import GENERATORS, STATUSES, JobOptions
 from moodbgm.types import EMOTIONS
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "malformed request or unusable file"},
-    401: {"model": Problem, "description": "missing or wrong API key"},
-    413: {"model": Problem, "description": "upload over the size limit"},
-    422: {"model": Problem, "description": "not a video ffprobe can read, or bad options"},
-    503: {"model": Problem, "description": "the job store (Redis) is not reachable"},
-}
+ERRORS = problems.responses(401, 404, 405, 422, 503)
+UPLOAD_ERRORS = problems.responses(400, 409, 413, 429)
+IDEMPOTENCY_DOC = (
+    f"Send an `{HEADER}` header to make retries safe: the same key with the same request answers as "
+    "the first time did (one job); with another request, 422."
+)
 
 _DEFAULTS = JobOptions()
 _OPTION_FIELDS = {
@@ -53,24 +63,25 @@ def service(request: Request) -> JobService:
     return svc
 
 
-def bearer_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
-
-
-def require_key(request: Request, svc: Annotated[JobService, Depends(service)]) -> None:
-    """Bearer API key, when ``Settings.api_keys`` is set."""
-    keys = svc.settings.api_keys
-    if not keys:
-        return
-    given = bearer_key(request) or ""
-    if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-        raise HTTPException(401, "missing or wrong API key (send Authorization: Bearer <key>)")
+def signer(request: Request) -> LinkSigner:
+    get = request.app.state.signer
+    return get()
 
 
 Svc = Annotated[JobService, Depends(service)]
+Signer = Annotated[LinkSigner, Depends(signer)]
 router = APIRouter(prefix=API, tags=["jobs"], responses=ERRORS)
 files_router = APIRouter(prefix=API, tags=["files"])
+
+
+def _limits(request: Request) -> Limits:
+    limits: Limits = request.app.state.limits
+    return limits
+
+
+def _idem(request: Request) -> Idempotency:
+    idem: Idempotency = request.app.state.idempotency
+    return idem
 
 
 async def _receive(request: Request, svc: JobService, max_files: int) -> ReceivedForm:
@@ -90,25 +101,28 @@ async def _receive(request: Request, svc: JobService, max_files: int) -> Receive
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    dependencies=[Depends(require_key)],
+    responses=UPLOAD_ERRORS,
     openapi_extra=_upload_body("file", many=False, variations=True),
     summary="Upload a video and score it (one job, or one per variation)",
+    description="202 with `Location: /api/v1/jobs/{id}`. " + IDEMPOTENCY_DOC,
 )
-async def submit_job(request: Request, svc: Svc) -> JobAccepted:
-    form = await _receive(request, svc, max_files=1)
-    try:
+async def submit_job(request: Request, svc: Svc, who: Caller) -> Response:
+    def make(form: ReceivedForm, need_slots: Any) -> Accepted:
         options, variations = svc.parse_options(form.fields)
-    except BaseException:
-        form.discard()
-        raise
-    done = await run_in_threadpool(svc.submit, form, options, variations)
-    base = f"{API}/jobs/{done.jobs[0]}"
-    return JobAccepted(
-        id=done.jobs[0],
-        jobs=list(done.jobs),
-        seeds=list(done.seeds),
-        batch_id=done.batch_id,
-        links=JobLinks(self=base, files=f"{base}/files/{{name}}"),
+        need_slots(variations)
+        done = svc.submit(form, options, variations, owner=who.key_id)
+        base = f"{API}/jobs/{done.jobs[0]}"
+        body = JobAccepted(
+            id=done.jobs[0],
+            jobs=list(done.jobs),
+            seeds=list(done.seeds),
+            batch_id=done.batch_id,
+            links=JobLinks(self=base, files=f"{base}/files/{{name}}"),
+        )
+        return Accepted(body.model_dump(), base, done.jobs)
+
+    return await take_upload(
+        request, who, _limits(request), _idem(request), lambda: _receive(request, svc, 1), make
     )
 
 
@@ -116,57 +130,128 @@ async def submit_job(request: Request, svc: Svc) -> JobAccepted:
     "/batches",
     status_code=202,
     response_model=BatchAccepted,
-    dependencies=[Depends(require_key)],
+    responses=UPLOAD_ERRORS,
     openapi_extra=_upload_body("files", many=True, variations=False),
     summary="Upload several videos in one request (one job each, same options)",
+    description="202 with `Location: /api/v1/batches/{id}`. " + IDEMPOTENCY_DOC,
 )
-async def submit_batch(request: Request, svc: Svc) -> BatchAccepted:
-    form = await _receive(request, svc, max_files=svc.settings.max_batch_files)
-    try:
+async def submit_batch(request: Request, svc: Svc, who: Caller) -> Response:
+    def make(form: ReceivedForm, need_slots: Any) -> Accepted:
         options, variations = svc.parse_options({**form.fields, "variations": "1"})
-    except BaseException:
-        form.discard()
-        raise
-    done = await run_in_threadpool(svc.submit, form, options, variations)
-    batch_id = done.batch_id
-    if batch_id is None:  # a batch of one file: still a batch, so GET /batches/{id} works
-        batch_id = await run_in_threadpool(svc.single_batch, done.jobs[0])
-    return BatchAccepted(
-        id=batch_id, jobs=list(done.jobs), names=list(done.names), links={"self": f"{API}/batches/{batch_id}"}
+        need_slots(len(form.files))
+        done = svc.submit(form, options, variations, owner=who.key_id)
+        batch_id = done.batch_id
+        if batch_id is None:  # a batch of one file: still a batch, so GET /batches/{id} works
+            batch_id = svc.single_batch(done.jobs[0], owner=who.key_id)
+        link = f"{API}/batches/{batch_id}"
+        body = BatchAccepted(id=batch_id, jobs=list(done.jobs), names=list(done.names), links={"self": link})
+        return Accepted(body.model_dump(), link, done.jobs)
+
+    return await take_upload(
+        request,
+        who,
+        _limits(request),
+        _idem(request),
+        lambda: _receive(request, svc, svc.settings.max_batch_files),
+        make,
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)])
-def get_job(job_id: str, svc: Svc) -> JobStatus:
+def _cursor(token: str | None) -> tuple[float, str] | None:
+    if not token:
+        return None
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return float(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise HTTPException(400, "malformed cursor: pass next_cursor from the previous page as is") from None
+
+
+def _next_cursor(job: JobStatus) -> str:
+    raw = json.dumps([job.created, job.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@router.get("/jobs", response_model=JobPage, responses=problems.responses(400), summary="This key's jobs")
+def list_jobs(
+    svc: Svc,
+    sign: Signer,
+    who: Caller,
+    status: Annotated[
+        list[str] | None, Query(description=f"only these statuses ({', '.join(STATUSES)}); repeat or comma")
+    ] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobPage:
+    """Newest first, one page at a time; an admin key lists every key's jobs."""
+    wanted = {s for item in status or [] for s in item.split(",") if s}
+    unknown = wanted - set(STATUSES)
+    if unknown:
+        raise HTTPException(400, f"unknown status {', '.join(sorted(unknown))}; one of {', '.join(STATUSES)}")
+    after = _cursor(cursor)
+    owner = None if who.admin else who.key_id
+    jobs = svc.list_jobs(owner, frozenset(wanted) or None, after, limit + 1)
+    more = len(jobs) > limit
+    jobs = [signed_status(j, sign) for j in jobs[:limit]]
+    nxt = _next_cursor(jobs[-1]) if more else None
+    query = f"limit={limit}" + "".join(f"&status={s}" for s in sorted(wanted))
+    links = {"self": f"{API}/jobs?{query}" + (f"&cursor={cursor}" if cursor else "")}
+    if nxt:
+        links["next"] = f"{API}/jobs?{query}&cursor={nxt}"
+    return JobPage(jobs=jobs, next_cursor=nxt, links=links)
+
+
+def _own_job(svc: JobService, who: Principal, job_id: str) -> JobStatus:
     status = svc.job(job_id)
-    if status is None:
+    if status is None or not who.may_see(status.owner):
         raise HTTPException(404, f"no job {job_id} (it may have expired or been deleted)")
     return status
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobStatus, dependencies=[Depends(require_key)])
-def cancel_job(job_id: str, svc: Svc) -> JobStatus:
-    """Stop a queued or running job; its files stay until it is deleted or expires."""
-    status = svc.cancel(job_id)
-    if status is None:
-        raise HTTPException(404, f"no job {job_id}")
-    return status
+@router.get("/jobs/{job_id}", response_model=JobStatus)
+def get_job(
+    job_id: str,
+    svc: Svc,
+    sign: Signer,
+    who: Caller,
+    original: Annotated[bool, Query(description="also a link to the original upload")] = False,
+) -> JobStatus:
+    return signed_status(_own_job(svc, who, job_id), sign, original)
 
 
-@router.delete("/jobs/{job_id}", status_code=204, dependencies=[Depends(require_key)])
-def delete_job(job_id: str, svc: Svc) -> Response:
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobStatus,
+    responses=problems.responses(409),
+    description="Stop a queued or running job; its files stay until it is deleted or expires. "
+    + IDEMPOTENCY_DOC,
+)
+async def cancel_job(request: Request, job_id: str, svc: Svc, sign: Signer, who: Caller) -> Response:
+    async def run() -> JSONResponse:
+        await run_in_threadpool(_own_job, svc, who, job_id)
+        status = await run_in_threadpool(svc.cancel, job_id)
+        if status is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return JSONResponse(signed_status(status, sign).model_dump(mode="json"))
+
+    return await idempotent(request, who, _idem(request), run)
+
+
+@router.delete("/jobs/{job_id}", status_code=204)
+def delete_job(job_id: str, svc: Svc, who: Caller) -> Response:
     """Cancel the job if it runs, then delete every file of it and its state."""
+    _own_job(svc, who, job_id)
     if not svc.delete(job_id):
         raise HTTPException(404, f"no job {job_id}")
     return Response(status_code=204)
 
 
-@router.get("/batches/{batch_id}", response_model=BatchStatus, dependencies=[Depends(require_key)])
-def get_batch(batch_id: str, svc: Svc) -> BatchStatus:
+@router.get("/batches/{batch_id}", response_model=BatchStatus)
+def get_batch(batch_id: str, svc: Svc, sign: Signer, who: Caller) -> BatchStatus:
     status = svc.batch(batch_id)
-    if status is None:
+    if status is None or not who.may_see(status.owner):
         raise HTTPException(404, f"no batch {batch_id} (it may have expired)")
-    return status
+    return status.model_copy(update={"jobs": [signed_status(j, sign) for j in status.jobs]})
 
 
 @files_router.get(
@@ -178,23 +263,27 @@ def get_batch(batch_id: str, svc: Svc) -> BatchStatus:
             "content": {"video/mp4": {}, "audio/wav": {}, "application/json": {}},
         },
         206: {"description": "a byte range of it (Range: bytes=...)"},
-        401: {"model": Problem},
-        404: {"model": Problem, "description": "unknown job or artifact, or not produced yet"},
+        **problems.responses(401, 403, 404, 405, 422, 503),
     },
     summary="Download an artifact (output.mp4, mix.wav, bgm.wav, bgm.mid, timeline.json, ..., input)",
+    description="With the owner's bearer key, or with a signed link from the job's `files` (`exp`, "
+    "`sig`; `original=1` only in links to the original upload). Range requests resume a download.",
 )
 def get_file(
     job_id: str,
     name: str,
     request: Request,
     svc: Svc,
-    token: Annotated[str | None, Query(description="file token from the job's file links")] = None,
+    sign: Signer,
+    exp: Annotated[str | None, Query(description="signed link: expiry (unix time)")] = None,
+    sig: Annotated[str | None, Query(description="signed link: HMAC")] = None,
+    original: Annotated[bool, Query(description="signed link: made for the original upload")] = False,
     download: Annotated[bool, Query(description="as an attachment")] = False,
 ) -> FileResponse:
-    if svc.settings.api_keys and not (
-        token is not None and hmac.compare_digest(token, svc.file_token(job_id))
-    ):
-        require_key(request, svc)
+    if exp is not None or sig is not None:
+        sign.verify(job_id, name, exp or "", sig or "", original)  # 403 when expired or tampered
+    else:
+        _own_job(svc, principal(request), job_id)
     found = svc.artifact(job_id, name)
     if found is None:
         raise HTTPException(404, f"job {job_id} has no file {name!r} (yet)")

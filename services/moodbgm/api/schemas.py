@@ -63,6 +63,7 @@ class JobStatus(BaseModel):
     error: ErrorInfo | None
     files: list[FileLink] = Field(description="downloadable artifacts present now")
     batch_id: str | None
+    owner: str = Field("", description="id of the API key that made the job (not the key)")
     created: float = Field(description="unix time")
     updated: float = Field(description="unix time")
     links: JobLinks
@@ -106,10 +107,28 @@ class BatchStatus(BaseModel):
     progress: float = Field(ge=0, le=100, description="mean progress of the jobs, percent")
     jobs: list[JobStatus]
     created: float
+    owner: str = Field("", description="id of the API key that made the batch")
 
 
 class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``); some types add members (``errors``,
+    ``retry_after``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(
+        description="a URI naming the kind of problem", examples=["urn:moodbgm:problem:rate-limited"]
+    )
+    title: str = Field(description="short summary of the kind", examples=["Too many active jobs"])
+    status: int = Field(ge=400, le=599, description="the HTTP status")
     detail: str = Field(examples=["the upload is not a media file ffprobe can read"])
+    instance: str = Field(description="the request path", examples=["/api/v1/jobs"])
+
+
+class JobPage(BaseModel):
+    jobs: list[JobStatus]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+    links: dict[str, str] = Field(description="self, and next when there is a next page")
 
 
 class Health(BaseModel):

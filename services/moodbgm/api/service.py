@@ -9,8 +9,6 @@ form) can show the N soundtracks side by side and let the user pick one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import shutil
 import time
@@ -79,7 +77,6 @@ class JobService:
         self.store = store
         self.celery = celery
         self.data_dir = settings.data_dir
-        self._secret = "\n".join(sorted(settings.api_keys)).encode()
 
     # ---- submit
     def parse_options(self, fields: dict[str, str]) -> tuple[JobOptions, int]:
@@ -106,7 +103,9 @@ class JobService:
         )
         return options, variations
 
-    def submit(self, form: ReceivedForm, options: JobOptions, variations: int = 1) -> Submitted:
+    def submit(
+        self, form: ReceivedForm, options: JobOptions, variations: int = 1, owner: str = ""
+    ) -> Submitted:
         """Check every uploaded file, then make and enqueue its jobs. All or nothing: on any error no
         job directory, staging file or Redis state is left."""
         created: list[str] = []
@@ -125,9 +124,11 @@ class JobService:
             kind = "variations" if variations > 1 else "files"
             batch_id = new_job_id() if len(jobs) > 1 else None
             for job_id, name, seed in zip(jobs, names, seeds, strict=True):
-                self.store.create(job_id, options.replace(seed=seed).to_dict(), batch=batch_id, name=name)
+                self.store.create(
+                    job_id, options.replace(seed=seed).to_dict(), batch=batch_id, name=name, owner=owner
+                )
             if batch_id is not None:
-                self.store.create_batch(batch_id, kind, jobs)
+                self.store.create_batch(batch_id, kind, jobs, owner=owner)
             for job_id in jobs:
                 self.store.update(job_id, tasks=enqueue_job(self.celery, job_id))
         except BaseException:
@@ -141,10 +142,10 @@ class JobService:
         log.info("accepted %d job(s): %s", len(jobs), ", ".join(jobs))
         return Submitted(batch_id, tuple(jobs), tuple(seeds), tuple(names))
 
-    def single_batch(self, job_id: str) -> str:
+    def single_batch(self, job_id: str, owner: str = "") -> str:
         """A batch holding one job (POST /batches with a single file)."""
         batch_id = new_job_id()
-        self.store.create_batch(batch_id, "files", [job_id])
+        self.store.create_batch(batch_id, "files", [job_id], owner=owner)
         self.store.update(job_id, batch=batch_id)
         return batch_id
 
@@ -168,6 +169,7 @@ class JobService:
             error=ErrorInfo.model_validate(state.error) if state.error else None,
             files=self._files(state.id),
             batch_id=state.batch,
+            owner=state.owner,
             created=state.created,
             updated=state.updated,
             links=JobLinks(self=base, files=f"{base}/files/{{name}}"),
@@ -175,12 +177,11 @@ class JobService:
 
     def _files(self, job_id: str) -> list[FileLink]:
         out = []
-        token = f"?token={self.file_token(job_id)}" if self._secret else ""
         for name, ctype in ARTIFACTS.items():
             found = self.artifact(job_id, name)
             if found is not None:
                 path, ctype = found
-                url = f"{API}/jobs/{job_id}/files/{name}{token}"
+                url = f"{API}/jobs/{job_id}/files/{name}"  # the routes sign it (api/signing.py)
                 out.append(FileLink(name=name, url=url, content_type=ctype, size=path.stat().st_size))
         return out
 
@@ -197,10 +198,6 @@ class JobService:
             return path, INPUT_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
         path = job.path(name)
         return (path, ARTIFACTS[name]) if path.is_file() else None
-
-    def file_token(self, job_id: str) -> str:
-        """Lets a browser fetch a job's files (<video src>) without an Authorization header."""
-        return hmac.new(self._secret, job_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     def batch(self, batch_id: str) -> BatchStatus | None:
         if not is_job_id(batch_id):
@@ -224,7 +221,14 @@ class JobService:
             progress=round(progress, 1),
             jobs=jobs,
             created=b.created,
+            owner=b.owner,
         )
+
+    def list_jobs(
+        self, owner: str | None, statuses: frozenset[str] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[JobStatus]:
+        """Newest first; ``owner=None``: every key's jobs (admin)."""
+        return [self._status(s) for s in self.store.list_jobs(owner, statuses, after, limit)]
 
     # ---- cancel / delete
     def cancel(self, job_id: str) -> JobStatus | None:

@@ -7,6 +7,8 @@ name is kept for display only and must be a plain name (no folders, no ``..``, n
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import re
 import shutil
@@ -56,6 +58,13 @@ class ReceivedFile:
     name: str  # the client's file name (display only)
     path: Path  # where it was streamed to, in the staging folder
     size: int = 0
+    hasher: Any = dataclasses.field(
+        default_factory=hashlib.sha256, repr=False
+    )  # of the content (Idempotency-Key)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.hasher.hexdigest())
 
 
 @dataclass
@@ -142,6 +151,7 @@ class _Collector:
                 mb = self.max_file_bytes // (1024 * 1024)
                 raise UploadTooLarge(f"{self._file.name}: larger than the {mb} MB upload limit")
             self._fh.write(data[start:end])
+            self._file.hasher.update(data[start:end])
         elif self._field is not None:
             self._value += data[start:end]
             if len(self._value) > MAX_FIELD_BYTES:

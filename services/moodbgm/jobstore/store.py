@@ -8,7 +8,8 @@ Keys (``prefix`` defaults to ``moodbgm:``; all in the Redis DB of ``Settings.red
                                   last sign of life, epoch seconds; empty when none runs), and
                                   ``t:{stage}`` = seconds that stage took.
 - ``{prefix}batch:{id}``          hash: kind ("files" or "variations"), jobs (JSON list), created.
-- ``{prefix}jobs``                sorted set of job ids by creation time (for /metrics).
+- ``{prefix}jobs``                sorted set of job ids by creation time (for /metrics and the list).
+- ``{prefix}owner:{key_id}:jobs`` sorted set of one API key's job ids by creation time (the list).
 - ``{prefix}stage_seconds:{stage}`` hash: histogram buckets ``le:{bound}``, ``sum``, ``count``.
 
 Retention: every job and batch key expires ``retention_s`` after its last update (the TTL is renewed on
@@ -57,6 +58,7 @@ class JobState:
     tasks: tuple[str, ...] = ()
     name: str = ""
     heartbeat: float | None = None  # set while a stage runs (renewed every few seconds)
+    owner: str = ""  # id of the API key that made it ("" before owners existed)
 
     @property
     def finished(self) -> bool:
@@ -69,6 +71,12 @@ class BatchState:
     kind: str
     jobs: tuple[str, ...]
     created: float
+    owner: str = ""
+
+
+def _before(after: tuple[float, str] | None, score: float, job_id: str) -> bool:
+    """Whether a job is at or before the cursor ``after`` (ties on time ordered by id, descending)."""
+    return after is not None and score == after[0] and job_id >= after[1]
 
 
 def _decode(raw: Mapping[bytes, bytes]) -> dict[str, str]:
@@ -106,12 +114,20 @@ class JobStore:
     def index_key(self) -> str:
         return f"{self.prefix}jobs"
 
+    def owner_index_key(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}:jobs"
+
     def ping(self) -> bool:
         return bool(self.redis.ping())
 
     # ---- jobs
     def create(
-        self, job_id: str, options: Mapping[str, Any], batch: str | None = None, name: str = ""
+        self,
+        job_id: str,
+        options: Mapping[str, Any],
+        batch: str | None = None,
+        name: str = "",
+        owner: str = "",
     ) -> JobState:
         now = time.time()
         fields = {
@@ -128,11 +144,15 @@ class JobStore:
             "heartbeat": "",
             "created": now,
             "updated": now,
+            "owner": owner,
         }
         pipe = self.redis.pipeline()
         pipe.hset(self.job_key(job_id), mapping=fields)  # type: ignore[arg-type]
         pipe.expire(self.job_key(job_id), self.retention_s)
         pipe.zadd(self.index_key, {job_id: now})
+        if owner:
+            pipe.zadd(self.owner_index_key(owner), {job_id: now})
+            pipe.expire(self.owner_index_key(owner), self.retention_s)
         pipe.execute()
         state = self.get(job_id)
         assert state is not None
@@ -165,6 +185,7 @@ class JobStore:
             tasks=tuple(json.loads(raw.get("tasks") or "[]")),
             name=raw.get("name", ""),
             heartbeat=float(raw["heartbeat"]) if raw.get("heartbeat") else None,
+            owner=raw.get("owner", ""),
         )
 
     def update(self, job_id: str, **fields: Any) -> bool:
@@ -195,29 +216,63 @@ class JobStore:
         return self.update(job_id, **{f"t:{stage}": round(seconds, 3)})
 
     def delete(self, job_id: str) -> None:
+        owner = self.redis.hget(self.job_key(job_id), "owner")
         pipe = self.redis.pipeline()
         pipe.delete(self.job_key(job_id))
         pipe.zrem(self.index_key, job_id)
+        if owner:
+            pipe.zrem(self.owner_index_key(owner.decode()), job_id)  # type: ignore[union-attr]
         pipe.execute()
 
+    def list_jobs(
+        self, owner: str | None, statuses: frozenset[str] | None, after: tuple[float, str] | None, limit: int
+    ) -> list[JobState]:
+        """Jobs newest first, of one owner (``None``: everyone's), optionally of some statuses, after the
+        ``(created, id)`` of the last job of the previous page. Index entries of expired jobs are dropped."""
+        key = self.index_key if owner is None else self.owner_index_key(owner)
+        top: str = "+inf" if after is None else repr(after[0])
+        out: list[JobState] = []
+        chunk = max(limit * 2, 50)
+        offset = 0
+        while len(out) < limit:
+            page: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                key, top, "-inf", start=offset, num=chunk, withscores=True
+            )
+            if not page:
+                break
+            offset += len(page)
+            ids = [m.decode() for m, score in page if not _before(after, score, m.decode())]
+            gone = []
+            for job_id, state in zip(ids, self.get_many(ids), strict=True):
+                if state is None:
+                    gone.append(job_id)
+                elif (statuses is None or state.status in statuses) and len(out) < limit:
+                    out.append(state)
+            if gone:
+                self.redis.zrem(key, *gone)
+                offset -= len(gone)
+        return out
+
     # ---- batches
-    def create_batch(self, batch_id: str, kind: str, jobs: Iterable[str]) -> BatchState:
+    def create_batch(self, batch_id: str, kind: str, jobs: Iterable[str], owner: str = "") -> BatchState:
         if kind not in ("files", "variations"):
             raise ValueError(f"unknown batch kind {kind!r}")
         jobs = tuple(jobs)
         now = time.time()
         key = self.batch_key(batch_id)
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping={"id": batch_id, "kind": kind, "jobs": json.dumps(jobs), "created": now})
+        fields = {"id": batch_id, "kind": kind, "jobs": json.dumps(jobs), "created": now, "owner": owner}
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
         pipe.expire(key, self.retention_s)
         pipe.execute()
-        return BatchState(batch_id, kind, jobs, now)
+        return BatchState(batch_id, kind, jobs, now, owner)
 
     def get_batch(self, batch_id: str) -> BatchState | None:
         raw = _decode(self.redis.hgetall(self.batch_key(batch_id)))  # type: ignore[arg-type]
         if not raw:
             return None
-        return BatchState(raw["id"], raw["kind"], tuple(json.loads(raw["jobs"])), float(raw["created"]))
+        jobs = tuple(json.loads(raw["jobs"]))
+        return BatchState(raw["id"], raw["kind"], jobs, float(raw["created"]), raw.get("owner", ""))
 
     def touch_batch(self, batch_id: str) -> None:
         self.redis.expire(self.batch_key(batch_id), self.retention_s)

@@ -14,9 +14,23 @@
   const statusEl = $("status"), errorEl = $("error");
   let chosen = null, current = null, timeline = null, jobs = [], pollTimer = null;
 
+  // the API key: asked once, then kept in this browser (localStorage) and sent as a bearer header
+  const KEY_STORE = "moodbgm.apiKey";
+  if (config.needsKey) {
+    try { $("api-key").value = localStorage.getItem(KEY_STORE) || ""; } catch (err) { /* storage off */ }
+  }
   function headers() {
-    const key = config.needsKey ? $("api-key").value : "";
+    const key = config.needsKey ? $("api-key").value.trim() : "";
     return key ? { Authorization: "Bearer " + key } : {};
+  }
+  function keepKey() {
+    if (!config.needsKey) return;
+    try { localStorage.setItem(KEY_STORE, $("api-key").value.trim()); } catch (err) { /* storage off */ }
+  }
+  function forgetKey() {
+    if (!config.needsKey) return;
+    try { localStorage.removeItem(KEY_STORE); } catch (err) { /* storage off */ }
+    $("api-key").value = "";
   }
   function setError(msg) { errorEl.textContent = msg || ""; }
   function say(msg) { statusEl.textContent = msg; }
@@ -40,6 +54,7 @@
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     if (!chosen) return;
+    keepKey();
     setError("");
     $("result").hidden = true;
     $("progress-section").hidden = false;
@@ -61,6 +76,7 @@
       submit.disabled = false;
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = { detail: xhr.statusText }; }
+      if (xhr.status === 401) forgetKey();
       if (xhr.status !== 202) { setError(`Upload refused: ${body.detail || xhr.status}`); say(""); return; }
       $("upload-progress").value = 100;
       say("Uploaded. Waiting for a worker…");
@@ -90,7 +106,8 @@
     try {
       await Promise.all(jobs.map(async (j) => {
         if (j.state && ["done", "failed", "cancelled"].includes(j.state.status)) return;
-        const r = await fetch(`${API}/jobs/${j.id}`, { headers: headers() });
+        // original=true: the links include the original upload (the A/B switch plays it)
+        const r = await fetch(`${API}/jobs/${j.id}?original=true`, { headers: headers() });
         const body = await r.json();
         if (!r.ok) throw new Error(body.detail || r.statusText);
         j.state = body;
