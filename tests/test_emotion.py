@@ -482,3 +482,22 @@ def test_spoken_passage_gets_every_part_right(tmp_path: Path, passage_id: str) -
     assert len(parts) >= 2
     for label, a, b in parts:
         assert emotion_at((a + b) / 2) == label, (label, a, b, timeline["sections"])
+
+
+def test_emotion_stage_records_the_language_warning(tmp_path: Path, media_dir: Path) -> None:
+    """The pipeline's emotion stage on a French transcript: neutral phrases, and the warning in
+    emotions.json and job.json."""
+    from moodbgm.files import write_json
+    from moodbgm.jobs import JobOptions, create_job
+    from moodbgm.models import Models
+    from moodbgm.pipeline import run_stage
+
+    job = create_job(tmp_path / "job", media_dir / "av.mp4", JobOptions())
+    phrases = (Phrase(0.2, 2.0, "Je suis tellement en colère !"), Phrase(2.5, 4.0, "C'est incroyable."))
+    write_json(job.path("transcript.json"), Transcript("fr", phrases).to_dict())
+    run_stage(job, "emotion", Models())
+    emotions = json.loads(job.path("emotions.json").read_text())
+    assert emotions["language"] == "fr" and "'fr'" in emotions["warning"]
+    assert [r["label"] for r in emotions["phrases"]] == ["neutral", "neutral"]
+    assert all(r["confidence"] < 0.40 for r in emotions["phrases"])
+    assert job.read()["emotion_warning"] == emotions["warning"]
