@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from devtools.train_emotion import Passage, ece, load_passages
 from moodbgm.emotion import (
     EMPTY_TEXT_SCORES,
+    ContextHead,
     EmbeddedClassifier,
     LinearHead,
     build_classifier,
+    classify_transcript,
+    default_context_path,
     default_head_path,
     map_labels,
+    window_mean,
 )
 from moodbgm.errors import InputError, ModelNotFoundError
-from moodbgm.types import EMOTIONS, EmotionScores
+from moodbgm.types import EMOTIONS, EmotionScores, Phrase, Transcript
 
-CORPUS = Path(__file__).resolve().parents[1] / "services" / "moodbgm" / "data" / "emotion_corpus.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "services" / "moodbgm" / "data"
+CORPUS = DATA / "emotion_corpus.jsonl"
+PASSAGES = DATA / "emotion_passages.txt"
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +144,150 @@ def test_head_round_trip_and_validation(tmp_path: Path) -> None:
         LinearHead(head.weight, head.bias, labels=tuple(reversed(EMOTIONS)))
     with pytest.raises(ModelNotFoundError, match="train_emotion"):
         LinearHead.load(tmp_path / "missing.npz")
+
+
+# ------------------------------------------------------------------------------- in context
+
+
+def test_passage_corpus_is_well_formed(tmp_path: Path) -> None:
+    passages = load_passages(PASSAGES)
+    by_split = Counter(p.split for p in passages)
+    assert by_split["train"] >= 60 and by_split["calib"] >= 15
+    assert by_split["test"] >= 25 and by_split["style"] >= 20  # whole passages held out
+    for split in ("test", "style"):
+        mine = [p for p in passages if p.split == split]
+        labels = Counter(label for p in mine for label in p.labels)
+        assert set(labels) == set(EMOTIONS) and min(labels.values()) >= 8, (split, labels)
+        tags = Counter(t for p in mine for ts in p.tags for t in ts)
+        assert min(tags[t] for t in ("ambiguous", "greeting", "negation", "sarcasm")) >= 3, (split, tags)
+    assert all(len(p.texts) >= 4 for p in passages)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("@ x story train\nhappy: Hello there.\n")
+    with pytest.raises(ValueError, match=":2: expected 'LABEL"):
+        load_passages(bad)
+    bad.write_text("@ x story lunch\njoy: Hello there.\n")
+    with pytest.raises(ValueError, match="SPLIT"):
+        load_passages(bad)
+
+
+def test_window_mean_decays_and_stops_at_the_edges() -> None:
+    v = np.array([[1.0], [2.0], [4.0], [8.0]])
+    prev = window_mean(v, decay=0.5, window=2, direction=-1)
+    nxt = window_mean(v, decay=0.5, window=2, direction=+1)
+    assert prev[:, 0].tolist() == pytest.approx([0.0, 1.0, (2 + 0.5 * 1) / 1.5, (4 + 0.5 * 2) / 1.5])
+    assert nxt[:, 0].tolist() == pytest.approx([(2 + 0.5 * 4) / 1.5, (4 + 0.5 * 8) / 1.5, 8.0, 0.0])
+
+
+def test_hmm_without_stickiness_returns_the_emissions() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=5)
+    prior = np.full(7, 1 / 7)
+    free = ContextHead("hmm", np.zeros((0, 7)), prior, stay=1 / 7)
+    np.testing.assert_allclose(free.predict_proba(np.zeros((5, 3)), np.log(probs)), probs, atol=1e-9)
+    sticky = ContextHead("hmm", np.zeros((0, 7)), prior, stay=0.9)
+    smoothed = sticky.predict_proba(np.zeros((5, 3)), np.log(probs))
+    assert np.abs(np.diff(smoothed, axis=0)).sum() < np.abs(np.diff(probs, axis=0)).sum()
+
+
+def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
+    head = ContextHead.load(default_context_path())
+    head.save(tmp_path / "ctx.npz")
+    again = ContextHead.load(tmp_path / "ctx.npz")
+    assert (again.kind, again.decay, again.window, again.temperature) == (
+        head.kind, head.decay, head.window, head.temperature
+    )  # fmt: skip
+    np.testing.assert_array_equal(head.weight, again.weight)
+    with pytest.raises(ValueError, match="kind"):
+        ContextHead("lstm", head.weight, head.bias)
+    with pytest.raises(ValueError, match="temperature"):
+        ContextHead(head.kind, head.weight, head.bias, temperature=0.0)
+    with pytest.raises(ModelNotFoundError, match="train_emotion"):
+        ContextHead.load(tmp_path / "missing.npz")
+
+
+def test_context_settles_what_a_phrase_alone_cannot(embedded: EmbeddedClassifier) -> None:
+    """The issue's story: the set-up of a complaint reads as anger in context; the greeting stays calm."""
+    texts = [
+        "Hi everyone, thanks for listening.",
+        "So this week my neighbour, again.",
+        "He parks his van across my driveway every morning.",
+        "I have told him many times.",
+        "He just nods and does it again.",
+        "I am completely fed up with it.",
+    ]
+    alone = embedded.classify(texts)
+    together = embedded.classify_sequence(texts)
+    assert together[0].label in ("neutral", "joy"), together[0].as_dict()
+    for k in (2, 3, 4, 5):
+        assert together[k].label == "anger", (texts[k], together[k].as_dict())
+    assert together[3].as_dict()["anger"] > alone[3].as_dict()["anger"]
+
+
+def test_sequence_skips_empty_phrases(embedded: EmbeddedClassifier) -> None:
+    texts = ["I am furious with the landlord.", "", "He still hasn't fixed the boiler.", "..."]
+    scores = embedded.classify_sequence(texts)
+    assert scores[1] == scores[3] == EMPTY_TEXT_SCORES
+    without = embedded.classify_sequence([texts[0], texts[2]])
+    assert [scores[0], scores[2]] == without
+    assert embedded.classify_sequence([]) == []
+
+
+def test_other_languages_stay_neutral_with_a_warning(embedded: EmbeddedClassifier) -> None:
+    phrases = (Phrase(0.0, 2.0, "Ich bin so wütend auf dich!"), Phrase(2.5, 4.0, "Das ist unglaublich."))
+    german = classify_transcript(embedded, Transcript("de", phrases))
+    assert german.scores == (EMPTY_TEXT_SCORES, EMPTY_TEXT_SCORES)
+    assert german.warning is not None and "'de'" in german.warning
+    doc = german.to_dict(phrases)
+    assert doc["warning"] == german.warning and doc["language"] == "de" and len(doc["phrases"]) == 2
+    english = classify_transcript(embedded, Transcript("en", (Phrase(0.0, 2.0, "I am so angry with you!"),)))
+    assert english.warning is None and english.scores[0].label == "anger"
+    assert classify_transcript(embedded, Transcript("", ())).scores == ()
+
+
+def test_ece_of_a_perfectly_calibrated_toy() -> None:
+    probs = np.array([[0.8, 0.2]] * 10)
+    y = np.array([0] * 8 + [1] * 2)
+    assert ece(probs, y)[0] == pytest.approx(0.0)
+    assert ece(probs, np.zeros(10, dtype=int))[0] == pytest.approx(0.2)
+
+
+@pytest.fixture(scope="module")
+def held_out(embedded: EmbeddedClassifier) -> dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]:
+    """For the test and out-of-style passages: (passages, phrase-alone probs, in-context probs)."""
+    out = {}
+    for split in ("test", "style"):
+        passages = [p for p in load_passages(PASSAGES) if p.split == split]
+        alone = np.array([s.scores for p in passages for s in embedded.classify(list(p.texts))])
+        ctx = np.array([s.scores for p in passages for s in embedded.classify_sequence(list(p.texts))])
+        out[split] = (passages, alone, ctx)
+    return out
+
+
+def _labels(passages: list[Passage]) -> np.ndarray:
+    return np.array([EMOTIONS.index(label) for p in passages for label in p.labels])
+
+
+@pytest.mark.slow  # embeds ~300 held-out sentences
+def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
+    """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
+    test macro-F1 0.77 in context vs 0.56 alone; ambiguous sentences 0.69 vs 0.47; ECE 0.066)."""
+    from sklearn.metrics import f1_score
+
+    def macro(y: np.ndarray, probs: np.ndarray) -> float:
+        return float(f1_score(y, probs.argmax(1), average="macro"))
+
+    for split, floor in (("test", 0.74), ("style", 0.67)):
+        passages, alone, ctx = held_out[split]
+        y = _labels(passages)
+        assert macro(y, ctx) >= floor, (split, macro(y, ctx))
+        assert macro(y, ctx) >= macro(y, alone) + 0.15, split
+        ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
+        gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
+        assert gain >= 0.15, (split, gain)
+        assert ece(ctx, y)[0] <= 0.08, split
+        greeting = np.array(["greeting" in t for p in passages for t in p.tags])
+        calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
+        assert calm.mean() >= 0.90, (split, calm.mean())
 
 
 def test_unknown_backend() -> None:
@@ -265,3 +417,87 @@ def test_transformers_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert model in str(err.value)
     assert "huggingface-cli download" in str(err.value)
     assert "MOODBGM_EMOTION_MODEL" in str(err.value)
+
+
+# ------------------------------------------------------------------- a spoken held-out passage
+
+
+@pytest.mark.slow  # espeak-ng -> video -> real STT -> emotion in context -> timeline
+@pytest.mark.parametrize(
+    "passage_id",
+    [
+        "t-fence",
+        pytest.param(
+            "t-greeting-angry",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known miss (README): the complaint reads as sadness/neutral at confidence 0.31-0.39, "
+                "so the timeline stays neutral",
+            ),
+        ),
+    ],
+)
+def test_spoken_passage_gets_every_part_right(tmp_path: Path, passage_id: str) -> None:
+    """A held-out passage (greeting and set-up, then a complaint) read aloud and run through the
+    pipeline's first stages: every part of it has its own emotion in the timeline."""
+    import soundfile as sf
+
+    from devtools.sample import speak
+    from moodbgm.jobs import JobOptions, create_job
+    from moodbgm.models import Models
+    from moodbgm.pipeline import run_stage
+
+    [passage] = [p for p in load_passages(PASSAGES) if p.id == passage_id]
+    sr, pause = 24_000, 0.9
+    pieces, spans, t = [np.zeros(int(0.5 * sr), np.float32)], [], 0.5
+    for text in passage.texts:
+        speech = speak(text, "en-us", 160, 45, sample_rate=sr)
+        spans.append((t, t + len(speech) / sr))
+        pieces += [speech, np.zeros(int(pause * sr), np.float32)]
+        t += len(speech) / sr + pause
+    sf.write(tmp_path / "speech.wav", 0.8 * np.concatenate(pieces), sr)
+    video = tmp_path / "passage.mp4"
+    picture = f"color=c=black:s=160x120:r=25:d={t:.2f}"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture,
+         "-i", str(tmp_path / "speech.wav"), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         "-shortest", str(video)],
+        check=True,
+    )  # fmt: skip
+    job = create_job(tmp_path / "job", video, JobOptions())
+    models = Models()
+    for stage in ("media", "stt", "emotion", "timeline"):
+        run_stage(job, stage, models)
+    timeline = json.loads(job.path("timeline.json").read_text())
+
+    def emotion_at(time: float) -> str:
+        return next(s["emotion"] for s in timeline["sections"] if s["start"] <= time <= s["end"])
+
+    parts: list[tuple[str, float, float]] = []  # (label, start, end) of each run of one label
+    for label, (a, b) in zip(passage.labels, spans, strict=True):
+        if parts and parts[-1][0] == label:
+            parts[-1] = (label, parts[-1][1], b)
+        else:
+            parts.append((label, a, b))
+    assert len(parts) >= 2
+    for label, a, b in parts:
+        assert emotion_at((a + b) / 2) == label, (label, a, b, timeline["sections"])
+
+
+def test_emotion_stage_records_the_language_warning(tmp_path: Path, media_dir: Path) -> None:
+    """The pipeline's emotion stage on a French transcript: neutral phrases, and the warning in
+    emotions.json and job.json."""
+    from moodbgm.files import write_json
+    from moodbgm.jobs import JobOptions, create_job
+    from moodbgm.models import Models
+    from moodbgm.pipeline import run_stage
+
+    job = create_job(tmp_path / "job", media_dir / "av.mp4", JobOptions())
+    phrases = (Phrase(0.2, 2.0, "Je suis tellement en colère !"), Phrase(2.5, 4.0, "C'est incroyable."))
+    write_json(job.path("transcript.json"), Transcript("fr", phrases).to_dict())
+    run_stage(job, "emotion", Models())
+    emotions = json.loads(job.path("emotions.json").read_text())
+    assert emotions["language"] == "fr" and "'fr'" in emotions["warning"]
+    assert [r["label"] for r in emotions["phrases"]] == ["neutral", "neutral"]
+    assert all(r["confidence"] < 0.40 for r in emotions["phrases"])
+    assert job.read().emotion_warning == emotions["warning"]

@@ -1,44 +1,83 @@
-"""Train the embedded emotion head from the hand-written corpus, reproducibly.
+"""Train the embedded emotion model (phrase head + context head), calibrate and evaluate it, reproducibly.
 
-    .venv/bin/python services/devtools/train_emotion.py            # writes head + metrics
-    .venv/bin/python services/devtools/train_emotion.py --check    # only validate the corpus
+    .venv/bin/python services/devtools/train_emotion.py            # writes heads, metrics, diagram
+    .venv/bin/python services/devtools/train_emotion.py --check    # only validate the corpora
 
-Reads ``services/moodbgm/data/emotion_corpus.jsonl`` ({"text", "label", "split"}), checks it (labels,
-3-30 words, >= 250 lines per label, a stratified held-out split of >= 20%, no exact or near duplicates:
-MiniLM cosine > 0.95), embeds it with the shipped all-MiniLM-L6-v2 encoder, picks the inverse
-regularisation C of a multinomial logistic regression by 5-fold stratified cross-validation on the
-training split only (fixed seed), fits on the whole training split and evaluates once on the held-out
-split. Writes ``data/emotion_head.npz`` (numpy weights read by ``moodbgm.emotion.LinearHead``) and
-``data/emotion_metrics.json``; prints held-out macro-F1 and per-class F1.
+Two hand-written corpora in ``services/moodbgm/data/``:
+
+* ``emotion_corpus.jsonl`` ({"text", "label", "split"}): single sentences. The *phrase head* (multinomial
+  logistic regression over all-MiniLM-L6-v2 embeddings) is fitted on its train split, C chosen by 5-fold
+  stratified cross-validation; its test split is evaluated once.
+* ``emotion_passages.txt``: multi-sentence passages with a label per sentence (format in its header),
+  split by whole passage into train / calib / test / style (style: held-out passages in transcribed-
+  speech style). train + calib are the *fitting* passages. The *context head* is chosen among
+  ``CONTEXT_KINDS`` x decay x C (HMM: x stay; the grid is ``CONTEXT_GRID``) by
+  5-fold cross-validation grouped by passage on the fitting passages (macro-F1), then fitted on them.
+
+Calibration: one temperature for each head, fitted by negative log-likelihood on held-out predictions:
+the phrase head's on the fitting passages' sentences (which it never saw), the context head's on the
+out-of-fold logits of that cross-validation (cross-fitting: every fitting sentence is scored by a model
+that did not see its passage). Evaluation on the test and
+style passages: macro-F1 and accuracy of both heads, on all sentences and on those marked "ambiguous
+alone" (``*``), expected calibration error (10 equal-width bins), greetings/small talk read as neutral
+or joy, and the accuracy of decisive phrases above each confidence threshold. Writes
+``data/emotion_head.npz``, ``data/emotion_context.npz``, ``data/emotion_metrics.json`` and the
+reliability diagram ``docs/emotion-reliability.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services"))
 
-from moodbgm.emotion import ENCODER_NAME, LinearHead, SentenceEncoder  # noqa: E402
+from moodbgm.emotion import (  # noqa: E402
+    ENCODER_NAME,
+    ContextHead,
+    LinearHead,
+    SentenceEncoder,
+    context_features,
+)
 from moodbgm.files import write_json  # noqa: E402
 from moodbgm.types import EMOTIONS  # noqa: E402
 
 DATA = ROOT / "services" / "moodbgm" / "data"
+DIAGRAM = ROOT / "docs" / "emotion-reliability.png"
 SEED = 0
 C_GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+CONTEXT_GRID = {
+    "prob": ((0.3, 0.6), (1.0, 4.0, 16.0)),
+    "emb": ((0.5,), (2.0,)),
+    "both": ((0.5,), (1.0, 2.0, 4.0)),
+}
+WINDOW = 3
+STAYS = (0.5, 0.7, 0.9)
 NEAR_DUPLICATE = 0.95
 MIN_PER_LABEL = 250
 MIN_TEST_FRACTION = 0.20
+ECE_BINS = 10
+SPLITS = ("train", "calib", "test", "style")
+FIT_SPLITS = ("train", "calib")  # the passages the models and temperatures are fitted on
+TAGS = {"*": "ambiguous", "g": "greeting", "n": "negation", "s": "sarcasm"}
+THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
 log = logging.getLogger("train_emotion")
+
+
+# ------------------------------------------------------------------------------------ corpora
 
 
 def load_corpus(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -56,13 +95,64 @@ def load_corpus(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, np.asarray(labels), np.asarray(test)
 
 
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    kind: str
+    split: str
+    texts: tuple[str, ...]
+    labels: tuple[str, ...]
+    tags: tuple[frozenset[str], ...]  # per sentence: subset of TAGS' values
+
+
+_SENTENCE = re.compile(r"^(?P<label>[a-z]+)(?:/(?P<tags>[*gns]+))?:\s*(?P<text>\S.*)$")
+
+
+def load_passages(path: Path) -> list[Passage]:
+    """Parse ``emotion_passages.txt``; raises ``ValueError`` naming the line of any mistake."""
+    passages: list[Passage] = []
+    head: list[str] | None = None
+    rows: list[tuple[str, str, frozenset[str]]] = []
+
+    def close() -> None:
+        if head is not None:
+            if not rows:
+                raise ValueError(f"{path}: passage {head[0]} has no sentences")
+            texts, labels, tags = zip(*rows, strict=True)
+            passages.append(Passage(head[0], head[1], head[2], texts, labels, tags))
+
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            close()
+            head, rows = line[1:].split(), []
+            if len(head) != 3 or head[2] not in SPLITS:
+                raise ValueError(f"{path}:{n}: expected '@ ID KIND SPLIT' with SPLIT in {SPLITS}: {line!r}")
+            continue
+        m = _SENTENCE.match(line)
+        if m is None or head is None or m["label"] not in EMOTIONS:
+            raise ValueError(f"{path}:{n}: expected 'LABEL[/TAGS]: TEXT' inside a passage: {line!r}")
+        rows.append((m["text"], m["label"], frozenset(TAGS[t] for t in m["tags"] or "")))
+    close()
+    ids = Counter(p.id for p in passages)
+    if dup := [i for i, c in ids.items() if c > 1]:
+        raise ValueError(f"{path}: duplicate passage ids {dup}")
+    return passages
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
 def check_corpus(texts: list[str], y: np.ndarray, test: np.ndarray, emb: np.ndarray) -> list[str]:
-    """Everything wrong with the corpus (empty when it is fine)."""
+    """Everything wrong with the sentence corpus (empty when it is fine)."""
     problems = []
     for t in texts:
         if not 3 <= len(t.split()) <= 30:
             problems.append(f"not 3-30 words: {t!r}")
-    norm = Counter(re.sub(r"\W+", " ", t.lower()).strip() for t in texts)
+    norm = Counter(_norm(t) for t in texts)
     problems += [f"duplicate: {t!r}" for t, c in norm.items() if c > 1]
     for k, name in enumerate(EMOTIONS):
         n, n_test = int((y == k).sum()), int(((y == k) & test).sum())
@@ -78,7 +168,24 @@ def check_corpus(texts: list[str], y: np.ndarray, test: np.ndarray, emb: np.ndar
     return problems
 
 
-def train(x: np.ndarray, y: np.ndarray) -> tuple[LinearHead, float, dict[str, float]]:
+def check_passages(passages: Sequence[Passage], corpus_texts: Sequence[str]) -> list[str]:
+    """Every held-out split covers all seven labels; no sentence repeats (nor copies the sentence corpus)."""
+    problems = []
+    for split in ("test", "style"):
+        seen = {label for p in passages if p.split == split for label in p.labels}
+        if missing := set(EMOTIONS) - seen:
+            problems.append(f"split {split} lacks labels {sorted(missing)}")
+    counts = Counter(_norm(t) for p in passages for t in p.texts)
+    corpus = {_norm(t) for t in corpus_texts}
+    problems += [f"sentence repeated in passages: {t!r}" for t, c in counts.items() if c > 1 and len(t) > 12]
+    problems += [f"passage sentence copies the sentence corpus: {t!r}" for t in counts if t in corpus]
+    return problems
+
+
+# ------------------------------------------------------------------------------------ fitting
+
+
+def train_phrase_head(x: np.ndarray, y: np.ndarray) -> tuple[LinearHead, float, dict[str, float]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
@@ -87,7 +194,7 @@ def train(x: np.ndarray, y: np.ndarray) -> tuple[LinearHead, float, dict[str, fl
     for c in C_GRID:
         model = LogisticRegression(C=c, max_iter=5000, random_state=SEED)
         cv[str(c)] = float(cross_val_score(model, x, y, cv=folds, scoring="f1_macro").mean())
-        log.info("C=%-5s cross-validated macro-F1 %.4f", c, cv[str(c)])
+        log.info("phrase head C=%-5s cross-validated macro-F1 %.4f", c, cv[str(c)])
     best = max(C_GRID, key=lambda c: cv[str(c)])
     model = LogisticRegression(C=best, max_iter=5000, random_state=SEED).fit(x, y)
     if list(model.classes_) != list(range(len(EMOTIONS))):
@@ -96,56 +203,373 @@ def train(x: np.ndarray, y: np.ndarray) -> tuple[LinearHead, float, dict[str, fl
     return head, best, cv
 
 
-def evaluate(head: LinearHead, x: np.ndarray, y: np.ndarray) -> dict[str, object]:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of ``y`` (bounded search in log space)."""
+    from scipy.optimize import minimize_scalar
 
-    pred = head.predict_proba(x).argmax(axis=1)
-    per_class = f1_score(y, pred, labels=range(len(EMOTIONS)), average=None)
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The passages of one split, embedded and scored by the phrase head."""
+
+    passages: tuple[Passage, ...]
+    emb: tuple[np.ndarray, ...]
+    logp: tuple[np.ndarray, ...]  # calibrated phrase-head log-probabilities
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([EMOTIONS.index(label) for p in self.passages for label in p.labels])
+
+    def subset(self, idx: Sequence[int]) -> Encoded:
+        return Encoded(
+            tuple(self.passages[i] for i in idx),
+            tuple(self.emb[i] for i in idx),
+            tuple(self.logp[i] for i in idx),
+        )
+
+
+def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> ContextHead:
+    from sklearn.linear_model import LogisticRegression
+
+    if kind == "hmm":
+        prior = np.bincount(data.y, minlength=len(EMOTIONS)) + 1.0
+        return ContextHead("hmm", np.zeros((0, len(EMOTIONS))), prior / prior.sum(), stay=c_or_stay)
+    x = np.vstack(
+        [context_features(e, lp, kind, decay, WINDOW) for e, lp in zip(data.emb, data.logp, strict=True)]
+    )
+    model = LogisticRegression(C=c_or_stay, max_iter=5000, random_state=SEED).fit(x, data.y)
+    if list(model.classes_) != list(range(len(EMOTIONS))):
+        raise SystemExit("every label must occur in the train passages")
+    return ContextHead(
+        kind, model.coef_.T.astype(np.float64), model.intercept_.astype(np.float64), decay, WINDOW
+    )
+
+
+def _softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def context_logits(head: ContextHead, data: Encoded) -> np.ndarray:
+    return np.vstack([head.logits(e, lp) for e, lp in zip(data.emb, data.logp, strict=True)])
+
+
+def _candidates() -> list[tuple[str, float, float]]:
+    lr = [(k, d, c) for k, (decays, cs) in CONTEXT_GRID.items() for d in decays for c in cs]
+    return lr + [("hmm", 0.0, s) for s in STAYS]
+
+
+def choose_context(train: Encoded) -> tuple[tuple[str, float, float], dict[str, float], np.ndarray]:
+    """The candidate with the best macro-F1 under 5-fold cross-validation grouped by passage, the
+    scores of all candidates, and the best one's out-of-fold logits (for calibration)."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import KFold
+
+    folds = list(KFold(n_splits=5, shuffle=True, random_state=SEED).split(np.arange(len(train.passages))))
+    offsets = np.cumsum([0] + [len(p.texts) for p in train.passages])
+    rows = [np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) for _, idx in folds]
+    scores: dict[str, float] = {}
+    best: tuple[tuple[str, float, float], float, np.ndarray] | None = None
+    for cand in _candidates():
+        oof = np.zeros((len(train.y), len(EMOTIONS)))
+        f1s = []
+        for (fit_idx, val_idx), val_rows in zip(folds, rows, strict=True):
+            head = _fit_context(train.subset(fit_idx), *cand)
+            val = train.subset(val_idx)
+            oof[val_rows] = context_logits(head, val)
+            f1s.append(f1_score(val.y, oof[val_rows].argmax(1), average="macro"))
+        kind, decay, value = cand
+        name = f"{kind} stay={value:g}" if kind == "hmm" else f"{kind} decay={decay:g} C={value:g}"
+        scores[name] = round(float(np.mean(f1s)), 4)
+        log.info("context %-24s cv macro-F1 %.4f", name, scores[name])
+        if best is None or scores[name] > best[1]:
+            best = (cand, scores[name], oof)
+    assert best is not None
+    return best[0], scores, best[2]
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+
+def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+    """Expected calibration error of the top label, and the reliability table behind it."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    table, total = [], 0.0
+    for lo, hi in itertools.pairwise(edges):
+        inside = (conf > lo) & (conf <= hi)
+        if not inside.any():
+            continue
+        acc, mean_conf = float((pred[inside] == y[inside]).mean()), float(conf[inside].mean())
+        total += inside.mean() * abs(acc - mean_conf)
+        table.append(
+            {
+                "lo": float(lo),
+                "hi": float(hi),
+                "n": int(inside.sum()),
+                "accuracy": acc,
+                "confidence": mean_conf,
+            }
+        )
+    return float(total), table
+
+
+def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score
+
+    per_class = f1_score(y, pred, labels=range(len(EMOTIONS)), average=None, zero_division=0)
     return {
-        "macro_f1": round(float(f1_score(y, pred, average="macro")), 4),
+        "n": len(y),
+        "macro_f1": round(
+            float(f1_score(y, pred, labels=range(len(EMOTIONS)), average="macro", zero_division=0)), 4
+        ),
         "accuracy": round(float(accuracy_score(y, pred)), 4),
         "per_class_f1": {e: round(float(f), 4) for e, f in zip(EMOTIONS, per_class, strict=True)},
-        "confusion": confusion_matrix(y, pred, labels=range(len(EMOTIONS))).tolist(),
     }
+
+
+def evaluate_split(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, Any]:
+    """Both heads on one split: all sentences, the ambiguous ones, tagged groups, calibration."""
+    y = data.y
+    tags = [t for p in data.passages for t in p.tags]
+    ambiguous = np.array(["ambiguous" in t for t in tags])
+    with_ambiguous = np.array([any("ambiguous" in t for t in p.tags) for p in data.passages for _ in p.texts])
+    out: dict[str, Any] = {"passages": len(data.passages)}
+    for name, probs in (("phrase", phrase), ("context", context)):
+        pred = probs.argmax(1)
+        greeting = np.array(["greeting" in t for t in tags])
+        ok_greeting = np.isin(pred[greeting], [EMOTIONS.index("joy"), EMOTIONS.index("neutral")])
+        e, table = ece(probs, y)
+        out[name] = {
+            "all": _scores(y, pred),
+            "ambiguous_sentences": _scores(y[ambiguous], pred[ambiguous]),
+            "passages_with_ambiguous_sentences": _scores(y[with_ambiguous], pred[with_ambiguous]),
+            "greeting_neutral_or_joy": round(float(ok_greeting.mean()), 4),
+            "greetings": int(greeting.sum()),
+            **{
+                f"{tag}_accuracy": round(float((pred[m] == y[m]).mean()), 4)
+                for tag in ("negation", "sarcasm")
+                if (m := np.array([tag in t for t in tags])).any()
+            },
+            "ece": round(e, 4),
+            "reliability": table,
+        }
+    return out
+
+
+def threshold_table(probs: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
+    """For each confidence threshold: the share of non-neutral predictions above it and their accuracy."""
+    conf, pred = probs.max(1), probs.argmax(1)
+    emotional = pred != EMOTIONS.index("neutral")
+    rows = []
+    for t in THRESHOLDS:
+        decisive = emotional & (conf >= t)
+        rows.append(
+            {
+                "threshold": t,
+                "decisive_share": round(float(decisive.mean()), 4),
+                "decisive_accuracy": round(float((pred[decisive] == y[decisive]).mean()), 4)
+                if decisive.any()
+                else 0.0,
+            }
+        )
+    return rows
+
+
+def reliability_diagram(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 4.2), squeeze=False)
+    for ax, (title, (probs, y)) in zip(axes[0], curves.items(), strict=True):
+        e, table = ece(probs, y)
+        mids = [(r["lo"] + r["hi"]) / 2 for r in table]
+        ax.bar(
+            mids,
+            [r["accuracy"] for r in table],
+            width=1 / ECE_BINS,
+            edgecolor="black",
+            alpha=0.7,
+            label="accuracy",
+        )
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.plot(
+            [r["confidence"] for r in table],
+            [r["accuracy"] for r in table],
+            "o-",
+            color="crimson",
+            label="bins",
+        )
+        for r, m in zip(table, mids, strict=True):
+            ax.text(m, 0.02, str(r["n"]), ha="center", fontsize=7)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top label)", ylabel="accuracy")
+        ax.set_title(f"{title}\nECE {e:.3f}, n={len(y)}", fontsize=9)
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+class CachedEncoder:
+    """The sentence encoder with an on-disk cache (``.cache/emotion-embeddings``, git-ignored): the
+    encoder is deterministic, so re-training after a corpus edit embeds only the new sentences."""
+
+    def __init__(self, cache: Path) -> None:
+        self._encoder: SentenceEncoder | None = None
+        self.cache = cache
+        self.memo: dict[str, np.ndarray] = {}
+        if cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                self.memo = dict(zip((str(t) for t in z["texts"]), z["emb"], strict=True))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if t not in self.memo})
+        if missing:
+            self._encoder = self._encoder or SentenceEncoder()
+            self.memo.update(zip(missing, self._encoder.encode(missing), strict=True))
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.cache, texts=np.array(list(self.memo)), emb=np.stack(list(self.memo.values())))
+        return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def encode_passages(encoder: CachedEncoder, head: LinearHead, passages: Sequence[Passage]) -> Encoded:
+    emb = encoder.encode([t for p in passages for t in p.texts])
+    logp = np.log(np.clip(head.predict_proba(emb), 1e-12, None))
+    ends = np.cumsum([0] + [len(p.texts) for p in passages])
+    return Encoded(
+        tuple(passages),
+        tuple(emb[a:b] for a, b in itertools.pairwise(ends)),
+        tuple(logp[a:b] for a, b in itertools.pairwise(ends)),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DATA / "emotion_corpus.jsonl")
+    ap.add_argument("--passages", type=Path, default=DATA / "emotion_passages.txt")
     ap.add_argument("--head", type=Path, default=DATA / "emotion_head.npz")
+    ap.add_argument("--context", type=Path, default=DATA / "emotion_context.npz")
     ap.add_argument("--metrics", type=Path, default=DATA / "emotion_metrics.json")
-    ap.add_argument("--check", action="store_true", help="validate the corpus, train nothing")
+    ap.add_argument("--diagram", type=Path, default=DIAGRAM)
+    ap.add_argument("--check", action="store_true", help="validate the corpora, train nothing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from sklearn.metrics import f1_score
 
     texts, y, test = load_corpus(args.corpus)
-    emb = SentenceEncoder().encode(texts)
-    problems = check_corpus(texts, y, test, emb)
+    passages = load_passages(args.passages)
+    encoder = CachedEncoder(ROOT / ".cache" / "emotion-embeddings.npz")
+    emb = encoder.encode(texts)
+    problems = check_corpus(texts, y, test, emb) + check_passages(passages, texts)
     for p in problems:
         log.error("corpus: %s", p)
     if problems:
         return 1
-    log.info("corpus OK: %d lines, %d held out", len(texts), int(test.sum()))
+    by_split = {s: [p for p in passages if p.split == s] for s in SPLITS}
+    log.info(
+        "corpus OK: %d lines, %d held out; passages %s",
+        len(texts),
+        int(test.sum()),
+        {s: (len(ps), sum(len(p.texts) for p in ps)) for s, ps in by_split.items()},
+    )
     if args.check:
         return 0
 
-    head, best_c, cv = train(emb[~test], y[~test])
-    metrics = evaluate(head, emb[test], y[test])
-    metrics.update(
-        encoder=ENCODER_NAME,
-        head="multinomial logistic regression",
-        C=best_c,
-        cv_macro_f1=cv,
-        seed=SEED,
-        n_train=int((~test).sum()),
-        n_test=int(test.sum()),
-        corpus=str(args.corpus.relative_to(ROOT)) if args.corpus.is_relative_to(ROOT) else str(args.corpus),
+    # 1. phrase head on the sentence corpus; temperature on the fitting passages' sentences (never
+    #    seen by the phrase head)
+    head, best_c, cv = train_phrase_head(emb[~test], y[~test])
+    fitting = [p for p in passages if p.split in FIT_SPLITS]
+    raw = encode_passages(encoder, head, fitting)
+    head_t = fit_temperature(np.vstack([head.logits(e) for e in raw.emb]), raw.y)
+    head = LinearHead(head.weight, head.bias, temperature=head_t)
+    corpus_pred = head.predict_proba(emb[test]).argmax(1)
+    log.info("phrase head: C=%s, temperature %.3f, corpus held-out macro-F1 %.4f", best_c, head_t,
+             f1_score(y[test], corpus_pred, average="macro"))  # fmt: skip
+
+    # 2. context head chosen by grouped cross-validation on the fitting passages; its temperature
+    #    from the same folds' out-of-fold logits (cross-fitted calibration), then fitted on them all
+    enc = {s: encode_passages(encoder, head, ps) for s, ps in by_split.items()}
+    fit = encode_passages(encoder, head, fitting)
+    best, context_cv, oof = choose_context(fit)
+    ctx_t = fit_temperature(oof, fit.y)
+    context = _fit_context(fit, *best)
+    context = ContextHead(
+        context.kind, context.weight, context.bias, context.decay, context.window, context.stay, ctx_t
     )
+    log.info("context head: %s, temperature %.3f", best, ctx_t)
+
+    # 3. evaluation on the held-out passages
+    probs = {
+        s: (np.exp(np.vstack(enc[s].logp)), _softmax_t(context_logits(context, enc[s]), ctx_t))
+        for s in SPLITS
+    }
+    evaluation = {s: evaluate_split(*probs[s], enc[s]) for s in ("test", "style")}
+    thresholds = {
+        "fitting (out-of-fold)": threshold_table(_softmax_t(oof, ctx_t), fit.y),
+        "test": threshold_table(probs["test"][1], enc["test"].y),
+    }
+    reliability_diagram(
+        args.diagram,
+        {
+            "phrase head, test passages": (probs["test"][0], enc["test"].y),
+            "context head, test passages": (probs["test"][1], enc["test"].y),
+            "context head, out-of-style": (probs["style"][1], enc["style"].y),
+        },
+    )
+    metrics: dict[str, Any] = {
+        "encoder": ENCODER_NAME,
+        "seed": SEED,
+        "phrase_head": {
+            "model": "multinomial logistic regression on the sentence embedding",
+            "C": best_c,
+            "cv_macro_f1": cv,
+            "temperature": round(head_t, 4),
+            "corpus_test": _scores(y[test], corpus_pred),
+            "n_train": int((~test).sum()),
+        },
+        "context_head": {
+            "kind": best[0],
+            "decay": best[1],
+            "window": WINDOW,
+            "C_or_stay": best[2],
+            "temperature": round(ctx_t, 4),
+            "cv_macro_f1": context_cv,
+        },
+        "passages": {
+            s: {"passages": len(ps), "sentences": sum(len(p.texts) for p in ps)} for s, ps in by_split.items()
+        },
+        "evaluation": evaluation,
+        "thresholds": thresholds,
+        "ece_bins": ECE_BINS,
+    }
     head.save(args.head, C=np.float64(best_c), seed=np.int64(SEED))
+    context.save(args.context, seed=np.int64(SEED))
     write_json(args.metrics, metrics)
-    print(f"held-out macro-F1: {metrics['macro_f1']:.4f}  (accuracy {metrics['accuracy']:.4f}, C={best_c})")
-    for name, f in metrics["per_class_f1"].items():  # type: ignore[attr-defined]
-        print(f"  {name:<9} F1 {f:.4f}")
+    for s in ("test", "style"):
+        ph, cx = evaluation[s]["phrase"], evaluation[s]["context"]
+        print(f"{s}: phrase alone -> in context")
+        print(f"  macro-F1 {ph['all']['macro_f1']:.3f} -> {cx['all']['macro_f1']:.3f}")
+        amb = "ambiguous_sentences"
+        print(f"  ambiguous sentences macro-F1 {ph[amb]['macro_f1']:.3f} -> {cx[amb]['macro_f1']:.3f}")
+        print(f"  ECE {ph['ece']:.3f} -> {cx['ece']:.3f}")
+        g = "greeting_neutral_or_joy"
+        print(f"  greetings neutral or joy {ph[g]:.2f} -> {cx[g]:.2f}")
     return 0
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .devices import resolve_device
 from .errors import InputError, ModelNotFoundError
-from .types import EMOTIONS, EmotionScores
+from .types import EMOTIONS, EmotionScores, Phrase, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,11 @@ LABEL_ALIASES: dict[str, str] = {name: e for e, names in _ALIASES_BY_EMOTION.ite
 
 class EmotionClassifier(Protocol):
     def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
-        """Scores for each text, in order; batched internally."""
+        """Scores for each text alone, in order; batched internally."""
+        ...
+
+    def classify_sequence(self, texts: Sequence[str]) -> list[EmotionScores]:
+        """Scores for the phrases of one talk, in spoken order, each read with its neighbours."""
         ...
 
 
@@ -155,8 +159,11 @@ class LinearHead:
     weight: np.ndarray  # (dim, 7)
     bias: np.ndarray  # (7,)
     labels: tuple[str, ...] = EMOTIONS
+    temperature: float = 1.0  # logits are divided by it (fitted on the calibration split)
 
     def __post_init__(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"head temperature must be > 0, got {self.temperature}")
         if tuple(self.labels) != EMOTIONS:
             raise ValueError(f"head labels {self.labels} do not match EMOTIONS {EMOTIONS}")
         if self.weight.ndim != 2 or self.weight.shape[1] != len(EMOTIONS):
@@ -164,14 +171,22 @@ class LinearHead:
         if self.bias.shape != (len(EMOTIONS),):
             raise ValueError(f"head bias must be ({len(EMOTIONS)},), got {self.bias.shape}")
 
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits ``(n, 7)``."""
+        return np.asarray(x.astype(np.float64) @ self.weight + self.bias)
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return _softmax(x.astype(np.float64) @ self.weight + self.bias)
+        return _softmax(self.logits(x) / self.temperature)
 
     def save(self, path: Path, **meta: Any) -> None:
-        from .files import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, weight=self.weight, bias=self.bias, labels=np.array(self.labels), **meta)
+        _save_npz(
+            path,
+            weight=self.weight,
+            bias=self.bias,
+            labels=np.array(self.labels),
+            temperature=np.float64(self.temperature),
+            **meta,
+        )
 
     @classmethod
     def load(cls, path: Path) -> LinearHead:
@@ -181,27 +196,195 @@ class LinearHead:
             )
         with np.load(path, allow_pickle=False) as z:
             labels = tuple(str(x) for x in z["labels"])
-            return cls(z["weight"].astype(np.float64), z["bias"].astype(np.float64), labels)
+            temperature = float(z["temperature"]) if "temperature" in z else 1.0
+            return cls(z["weight"].astype(np.float64), z["bias"].astype(np.float64), labels, temperature)
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+# ------------------------------------------------------------------------------ context layer
+
+CONTEXT_KINDS = ("prob", "emb", "both", "hmm")
+
+
+def window_mean(values: np.ndarray, decay: float, window: int, direction: int) -> np.ndarray:
+    """For each row ``i``: the decayed mean of rows ``i-1, i-2, ...`` (``direction=-1``) or
+    ``i+1, i+2, ...`` (``+1``), at most ``window`` of them, weights ``decay**(k-1)``; zeros where none."""
+    n = len(values)
+    out = np.zeros_like(values, dtype=np.float64)
+    total = np.zeros(n)
+    for k in range(1, window + 1):
+        w = decay ** (k - 1)
+        if direction < 0 and k < n:
+            out[k:] += w * values[:-k]
+            total[k:] += w
+        elif direction > 0 and k < n:
+            out[:-k] += w * values[k:]
+            total[:-k] += w
+    seen = total > 0
+    out[seen] /= total[seen, None]
+    return out
+
+
+def context_features(emb: np.ndarray, logp: np.ndarray, kind: str, decay: float, window: int) -> np.ndarray:
+    """Features of each phrase of one passage: its own evidence plus decayed windows of its neighbours.
+
+    ``emb``: unit sentence embeddings ``(n, dim)``; ``logp``: the single-phrase model's calibrated
+    log-probabilities ``(n, 7)``. Two flags say whether the phrase opens or closes the passage.
+    """
+    n = len(logp)
+    probs = np.exp(logp)
+    edges = np.zeros((n, 2))
+    if n:
+        edges[0, 0] = edges[-1, 1] = 1.0
+    parts: list[np.ndarray] = []
+    if kind in ("emb", "both"):
+        parts += [emb, window_mean(emb, decay, window, -1), window_mean(emb, decay, window, +1)]
+    if kind in ("prob", "both"):
+        parts += [logp, window_mean(probs, decay, window, -1), window_mean(probs, decay, window, +1)]
+    if not parts:
+        raise ValueError(f"context features: unknown kind {kind!r}; expected one of emb, prob, both")
+    return np.hstack([*parts, edges])
+
+
+@dataclass(frozen=True)
+class ContextHead:
+    """Scores each phrase of a sequence from the phrase and its neighbours.
+
+    ``kind`` ``emb``/``prob``/``both``: a multinomial logistic regression over ``context_features``;
+    ``hmm``: an HMM whose state (the emotion) persists from one phrase to the next with probability
+    ``stay``, emissions the single-phrase probabilities divided by the class ``prior`` (forward-backward
+    marginals). ``temperature`` divides the final logits (fitted on the calibration split).
+    """
+
+    kind: str
+    weight: np.ndarray  # (features, 7); unused for hmm
+    bias: np.ndarray  # (7,); for hmm the class prior
+    decay: float = 0.5
+    window: int = 2
+    stay: float = 0.0  # hmm only
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CONTEXT_KINDS:
+            raise ValueError(f"context head: kind must be one of {CONTEXT_KINDS}, got {self.kind!r}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"context head: temperature must be > 0, got {self.temperature}")
+        if not (0.0 <= self.decay <= 1.0 and self.window >= 1 and 0.0 <= self.stay < 1.0):
+            raise ValueError("context head: need 0 <= decay <= 1, window >= 1, 0 <= stay < 1")
+        if self.bias.shape != (len(EMOTIONS),):
+            raise ValueError(f"context head: bias must be ({len(EMOTIONS)},), got {self.bias.shape}")
+
+    def logits(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits ``(n, 7)`` for one passage."""
+        if self.kind == "hmm":
+            return np.log(np.clip(_hmm_marginals(np.exp(logp) / self.bias, self.stay), 1e-12, None))
+        x = context_features(emb, logp, self.kind, self.decay, self.window)
+        if x.shape[1] != self.weight.shape[0]:
+            raise ValueError(f"context head expects {self.weight.shape[0]} features, got {x.shape[1]}")
+        return np.asarray(x @ self.weight + self.bias)
+
+    def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        return _softmax(self.logits(emb, logp) / self.temperature)
+
+    def save(self, path: Path, **meta: Any) -> None:
+        _save_npz(
+            path,
+            kind=np.array(self.kind),
+            weight=self.weight,
+            bias=self.bias,
+            decay=np.float64(self.decay),
+            window=np.int64(self.window),
+            stay=np.float64(self.stay),
+            temperature=np.float64(self.temperature),
+            **meta,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ContextHead:
+        if not Path(path).is_file():
+            raise ModelNotFoundError(
+                f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                kind=str(z["kind"]),
+                weight=z["weight"].astype(np.float64),
+                bias=z["bias"].astype(np.float64),
+                decay=float(z["decay"]),
+                window=int(z["window"]),
+                stay=float(z["stay"]),
+                temperature=float(z["temperature"]),
+            )
+
+
+def _hmm_marginals(emission: np.ndarray, stay: float) -> np.ndarray:
+    """Posterior state marginals of a sticky HMM (uniform start, switch to each other state equally)."""
+    n, m = emission.shape
+    trans = np.full((m, m), (1.0 - stay) / (m - 1))
+    np.fill_diagonal(trans, stay)
+    fwd = np.zeros((n, m))
+    bwd = np.ones((n, m))
+    for i in range(n):
+        prior = np.full(m, 1.0 / m) if i == 0 else fwd[i - 1] @ trans
+        f = prior * emission[i]
+        fwd[i] = f / f.sum()
+    for i in range(n - 2, -1, -1):
+        b = trans @ (emission[i + 1] * bwd[i + 1])
+        bwd[i] = b / b.sum()
+    post = fwd * bwd
+    return np.asarray(post / post.sum(axis=1, keepdims=True))
+
+
+def default_context_path() -> Path:
+    return Path(str(resources.files("moodbgm") / "data" / "emotion_context.npz"))
+
+
+# ----------------------------------------------------------------------------- classifiers
 
 
 class EmbeddedClassifier:
-    """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough."""
+    """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough.
 
-    def __init__(self, encoder: SentenceEncoder, head: LinearHead) -> None:
+    ``classify`` scores each text alone; ``classify_sequence`` scores the phrases of one talk in order,
+    each with its neighbours (``ContextHead``). Empty texts get ``EMPTY_TEXT_SCORES`` and are left out
+    of their neighbours' context.
+    """
+
+    def __init__(
+        self, encoder: SentenceEncoder, head: LinearHead, context: ContextHead | None = None
+    ) -> None:
         if head.weight.shape[0] != encoder.dim:
             raise ValueError(f"head expects {head.weight.shape[0]}-d embeddings, encoder gives {encoder.dim}")
         self.encoder = encoder
         self.head = head
+        self.context = context
 
-    def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
+    def _score(self, texts: Sequence[str], in_context: bool) -> list[EmotionScores]:
         texts = [str(t) for t in texts]
         keep = [i for i, t in enumerate(texts) if not _is_empty(t)]
         result: list[EmotionScores] = [EMPTY_TEXT_SCORES] * len(texts)
         if keep:
-            probs = self.head.predict_proba(self.encoder.encode([texts[i].strip() for i in keep]))
+            emb = self.encoder.encode([texts[i].strip() for i in keep])
+            probs = self.head.predict_proba(emb)
+            if in_context:
+                if self.context is None:
+                    raise ModelNotFoundError("this classifier has no context head; build it with one")
+                probs = self.context.predict_proba(emb, np.log(np.clip(probs, 1e-12, None)))
             for i, p in zip(keep, probs, strict=True):
                 result[i] = EmotionScores.from_probs(p)
         return result
+
+    def classify(self, texts: Sequence[str]) -> list[EmotionScores]:
+        return self._score(texts, in_context=False)
+
+    def classify_sequence(self, texts: Sequence[str]) -> list[EmotionScores]:
+        return self._score(texts, in_context=True)
 
 
 # ----------------------------------------------------------------------- transformers backend
@@ -296,6 +479,11 @@ class TransformersClassifier:
                     result[i] = EmotionScores.from_probs(p)
         return result
 
+    def classify_sequence(self, texts: Sequence[str]) -> list[EmotionScores]:
+        """No context model is trained for this backend: each phrase is scored alone (logged)."""
+        log.warning("transformers emotion backend: no context head; each phrase is scored alone")
+        return self.classify(texts)
+
 
 # ------------------------------------------------------------------------------------ factory
 
@@ -310,7 +498,51 @@ def build_classifier(
     """
     if backend == "embedded":
         head = LinearHead.load(Path(model) if model else default_head_path())
-        return EmbeddedClassifier(SentenceEncoder(device=device), head)
+        context = ContextHead.load(default_context_path())
+        return EmbeddedClassifier(SentenceEncoder(device=device), head, context)
     if backend == "transformers":
         return TransformersClassifier(model or DEFAULT_TRANSFORMERS_MODEL, device=device)
     raise InputError(f"unknown emotion backend {backend!r}; expected embedded or transformers")
+
+
+# ------------------------------------------------------------------------------- transcripts
+
+CLASSIFIER_LANGUAGES = ("en",)
+"""Languages the classifiers read (both backends are English models)."""
+
+
+@dataclass(frozen=True)
+class TranscriptEmotions:
+    """The scores of a transcript's phrases, and why they may say nothing (``warning``)."""
+
+    scores: tuple[EmotionScores, ...]
+    language: str
+    warning: str | None = None
+
+    def to_dict(self, phrases: Sequence[Phrase]) -> dict[str, Any]:
+        """``emotions.json``: one row per phrase (times, text, scores) plus the language and warning."""
+        rows = [
+            {"start": p.start, "end": p.end, "text": p.text, **s.to_dict()}
+            for p, s in zip(phrases, self.scores, strict=True)
+        ]
+        return {"language": self.language, "warning": self.warning, "phrases": rows}
+
+
+def classify_transcript(classifier: EmotionClassifier, transcript: Transcript) -> TranscriptEmotions:
+    """Every phrase of ``transcript`` scored in context.
+
+    Speech in a language the classifier does not read (Whisper's detected language is not in
+    ``CLASSIFIER_LANGUAGES``) is not guessed at: every phrase gets ``EMPTY_TEXT_SCORES`` (neutral, below
+    the decisive threshold, so the music stays neutral) and the result carries a warning, which is logged
+    and recorded in ``emotions.json`` and the job record.
+    """
+    texts = [p.text for p in transcript.phrases]
+    language = transcript.language.strip().lower()
+    if texts and language not in CLASSIFIER_LANGUAGES:
+        warning = (
+            f"speech is in language {language or 'unknown'!r}; the emotion classifier reads only "
+            f"{', '.join(CLASSIFIER_LANGUAGES)}, so all {len(texts)} phrases are left neutral"
+        )
+        log.warning(warning)
+        return TranscriptEmotions(tuple(EMPTY_TEXT_SCORES for _ in texts), language, warning)
+    return TranscriptEmotions(tuple(classifier.classify_sequence(texts) if texts else ()), language)

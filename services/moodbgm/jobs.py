@@ -183,6 +183,7 @@ class JobRecord:
     error: JobError | None = None
     versions: dict[str, str] = field(default_factory=dict)
     stages: dict[str, StageRecord] = field(default_factory=dict)
+    emotion_warning: str | None = None  # why the emotions say nothing (e.g. a language it cannot read)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

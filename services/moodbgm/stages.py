@@ -94,14 +94,12 @@ def _stt(job: JobDir, options: JobOptions, models: Models, report: Report) -> No
 
 
 def _emotion(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
+    from moodbgm.emotion import classify_transcript
+
     transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-    texts = [p.text for p in transcript.phrases]
-    scores = models.classifier().classify(texts) if texts else []
-    rows = [
-        {"start": p.start, "end": p.end, "text": p.text, **s.to_dict()}
-        for p, s in zip(transcript.phrases, scores, strict=True)
-    ]
-    write_json(job.path("emotions.json"), {"phrases": rows})
+    result = classify_transcript(models.classifier(), transcript)  # phrases in context; language checked
+    write_json(job.path("emotions.json"), result.to_dict(transcript.phrases))
+    job.update(emotion_warning=result.warning)
 
 
 def load_emotions(job: JobDir) -> list[EmotionScores]:
