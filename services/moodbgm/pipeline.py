@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from moodbgm.errors import CancelledError, InputError
 from moodbgm.files import read_json, write_json, write_silence, write_wav
 from moodbgm.jobs import JobDir, JobOptions
 from moodbgm.models import Models
+from moodbgm.stagegraph import run_graph
 from moodbgm.types import EmotionScores, Timeline, Transcript
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ BY_NAME = {s.name: s for s in STAGES}
 TIMELINE_OVERRIDE = "timeline.override.json"
 MODEL_OF = {"separate": "separator", "stt": "transcriber", "emotion": "classifier", "mix": "speech_detector"}
 """The ``Models`` getter each stage uses (preloaded by ``run_job`` while earlier stages run)."""
+_TOTAL_WEIGHT = sum(s.weight for s in STAGES)
+_RECORD_LOCK = threading.Lock()  # stages of one run_job finish in parallel threads (stagegraph)
 
 
 def stage_options(stage: str, options: JobOptions, models: Models) -> dict[str, Any]:
@@ -102,7 +106,8 @@ def run_stage(job: JobDir, name: str, models: Models, progress: StageProgress | 
     if is_done(job, stage, key, record):
         log.info("job %s: %s is up to date", job.id, name)
         return False
-    job.update(status="running", stage=name)
+    with _RECORD_LOCK:
+        job.update(status="running", stage=name)
     t0 = time.perf_counter()
 
     def report(fraction: float) -> None:
@@ -112,11 +117,12 @@ def run_stage(job: JobDir, name: str, models: Models, progress: StageProgress | 
     report(0.0)
     _RUNNERS[name](job, options, models, report)
     report(1.0)
-    record = job.read()
-    stages = record.setdefault("stages", {})
-    stages[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 3), "finished": time.time()}
-    record["progress"] = overall_progress(name, 1.0)
-    job.write(record)
+    with _RECORD_LOCK:
+        record = job.read()
+        stages = record.setdefault("stages", {})
+        stages[name] = {"key": key, "seconds": round(time.perf_counter() - t0, 3), "finished": time.time()}
+        record["progress"] = round(sum(BY_NAME[n].weight for n in stages if n in BY_NAME) / _TOTAL_WEIGHT, 4)
+        job.write(record)
     return True
 
 
@@ -137,8 +143,9 @@ def run_job(job: JobDir, models: Models, progress: StageProgress | None = None) 
     todo = [s.name for s in STAGES if s.name not in record.get("stages", {})]
     models.preload(*(MODEL_OF[s] for s in todo if s in MODEL_OF))
     try:
-        for stage in STAGES:
-            run_stage(job, stage.name, models, progress)
+        # independent stages overlap (separation beside transcription); see stagegraph.py
+        deps = {s.name: s.inputs for s in STAGES}
+        run_graph([s.name for s in STAGES], deps, lambda name: run_stage(job, name, models, progress))
     except CancelledError:
         raise
     except Exception as e:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from devtools.sample import load_sample_info, old_music
 from moodbgm import media
 from moodbgm.files import read_wav, write_wav
 from moodbgm.mix import MixOptions, mix_files
-from devtools.sample import load_sample_info, old_music
 from moodbgm.separate import DeepFilterNetSeparator, downmix
 from moodbgm.vad import SpeechDetector
 

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import redis
 
-from devtools.sample import make_sample
 from devtools.local import free_port, start_api, start_worker
+from devtools.sample import make_sample
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from moodbgm import media
 from devtools.sample import load_sample_info
+from moodbgm import media
 from moodbgm.stt import build_transcriber
 
 log = logging.getLogger(__name__)
