@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
+from devtools.sample import old_music, pink_noise, speak
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
 from moodbgm.files import read_wav, write_wav
-from devtools.sample import old_music, pink_noise, speak
 from moodbgm.separate import (
     DeepFilterNetSeparator,
     PassthroughSeparator,
@@ -165,8 +165,10 @@ def test_options_are_validated() -> None:
         DeepFilterNetSeparator(post_filter_beta=1.0)
 
 
-def test_a_failing_child_is_an_error_with_its_words(separator: DeepFilterNetSeparator, tmp_path: Path) -> None:
+def test_a_failing_child_is_an_error_with_its_words(
+    separator: DeepFilterNetSeparator, tmp_path: Path
+) -> None:
     src = write_wav(tmp_path / "audio.wav", np.zeros((4800, 2), dtype=np.float32), SR)
     (tmp_path / "voice.wav").mkdir()  # the child cannot put its result there
-    with pytest.raises(RuntimeError, match="voice separation failed.*voice.wav"):
+    with pytest.raises(RuntimeError, match=r"voice separation failed.*voice\.wav"):
         separator.separate_file(src, tmp_path / "voice.wav")

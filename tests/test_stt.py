@@ -10,9 +10,9 @@ import jiwer
 import numpy as np
 import pytest
 
+from devtools.sample import SampleInfo, make_sample
 from moodbgm import media
 from moodbgm.errors import InputError, ModelNotFoundError
-from devtools.sample import SampleInfo, make_sample
 from moodbgm.stt import (
     FasterWhisperTranscriber,
     Transcriber,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from devtools.sample import old_music, pink_noise, speak
 from moodbgm.errors import MediaError, ModelNotFoundError
 from moodbgm.files import write_wav
-from devtools.sample import old_music, pink_noise, speak
 from moodbgm.vad import (
     VAD_RATE,
     SpeechDetector,
