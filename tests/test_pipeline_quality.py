@@ -59,8 +59,9 @@ def _wer(truth: str, audio16: np.ndarray, transcriber: Transcriber) -> float:
 
 
 # The remix may cost this much WER beyond the input's (8 words of 155). Measured with the pinned
-# decoder below on an Intel Xeon (AVX-512): this sample loses 2 words (+0.013), the demo (seed 0)
-# 4 words (+0.026, also with float32); with beam 2 the demo loses 6. The lost words are soft
+# decoder below on an Intel Xeon (AVX-512): this sample loses 2 words with int8 (1 or 2 threads) and
+# none with float32; the demo (seed 0) loses 4 (+0.026) with int8, float32, int8_float32, 1 or 2
+# threads, beam 2 or 5. The lost words are soft
 # consonants that DeepFilterNet3 suppresses under the old music ("celebrating", "hear"): its voice
 # alone scores worse than the output, the VAD covers every line in one span, the gate and the level
 # lose nothing. A 25 s cut lost one word more on an AMD EPYC than on the Xeon: the bound leaves
