@@ -1,7 +1,7 @@
 """The whole `moodbgm run` on a generated sample, judged like a listener would (issue 5).
 
 Real ffmpeg, real Whisper base, real DeepFilterNet3, Silero VAD, MiniLM + head, FluidSynth.
-The pipeline runs once per module on a ~25 s cut of the demo sample.
+The pipeline runs once per module on the whole demo script (66 s, 155 words: one word is 0.65 % WER).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from devtools.sample import SampleInfo, make_sample
 from moodbgm import media
 from moodbgm.files import read_json, read_wav
-from moodbgm.models import Models
+from moodbgm.stt import Transcriber, build_transcriber
 from moodbgm.types import EMOTIONS
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleInfo:
-    return make_sample(tmp_path_factory.mktemp("sample") / "clip.mp4", scale=0.4, seed=1)
+    return make_sample(tmp_path_factory.mktemp("sample") / "clip.mp4", scale=1.0, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,35 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z' ]+", " ", text.lower()).strip()
 
 
-def _wer(truth: str, audio16: np.ndarray, models: Models) -> float:
-    hyp = models.transcriber().transcribe(audio16).text
+def _wer(truth: str, audio16: np.ndarray, transcriber: Transcriber) -> float:
+    hyp = transcriber.transcribe(audio16).text
     return float(jiwer.wer(_norm(truth), _norm(hyp)))
+
+
+# The remix may cost this much WER beyond the input's (8 words of 155). Measured with the pinned
+# decoder below on an Intel Xeon (AVX-512): this sample loses 2 words with int8 (1 or 2 threads) and
+# none with float32; the demo (seed 0) loses 4 (+0.026) with int8, float32, int8_float32, 1 or 2
+# threads, beam 2 or 5. The lost words are soft
+# consonants that DeepFilterNet3 suppresses under the old music ("celebrating", "hear"): its voice
+# alone scores worse than the output, the VAD covers every line in one span, the gate and the level
+# lose nothing. A 25 s cut lost one word more on an AMD EPYC than on the Xeon: the bound leaves
+# 4+ words for such spread.
+REMIX_WER_COST = 0.05
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    """Whisper base pinned for comparable scores on any x86-64 CPU: int8, 2 threads, English, beam 5,
+    greedy temperature only (no sampled fallback), no conditioning on previous text."""
+    return build_transcriber(
+        model="base",
+        device="cpu",
+        language="en",
+        threads=2,
+        beam_size=5,
+        temperatures=(0.0,),
+        compute_type="int8",
+    )
 
 
 def test_job_directory_is_complete(job: Path) -> None:
@@ -85,11 +111,11 @@ def test_output_keeps_video_and_duration(sample: SampleInfo, job: Path) -> None:
     assert sr == SR and bgm.shape == (round(src.duration * SR), 2)
 
 
-def test_speech_stays_intelligible(sample: SampleInfo, job: Path) -> None:
-    models = Models()
-    wer_in = _wer(sample.text, media.load_audio(sample.video), models)
-    wer_out = _wer(sample.text, media.load_audio(job / "output.mp4"), models)
-    assert wer_out <= wer_in + 0.05, (wer_in, wer_out)
+def test_speech_stays_intelligible(sample: SampleInfo, job: Path, transcriber: Transcriber) -> None:
+    wer_in = _wer(sample.text, media.load_audio(sample.video), transcriber)
+    wer_out = _wer(sample.text, media.load_audio(job / "output.mp4"), transcriber)
+    assert wer_in <= 0.1, wer_in  # the check hears the speech (4 and 7 errors in 155 words measured)
+    assert wer_out <= wer_in + REMIX_WER_COST, (wer_in, wer_out)
 
 
 def _gaps(sample: SampleInfo, margin: float = 0.15) -> list[tuple[int, int]]:

@@ -163,3 +163,12 @@ def test_options_are_validated() -> None:
         DeepFilterNetSeparator(atten_lim_db=0)
     with pytest.raises(ValueError, match="post_filter_beta"):
         DeepFilterNetSeparator(post_filter_beta=1.0)
+
+
+def test_a_failing_child_is_an_error_with_its_words(
+    separator: DeepFilterNetSeparator, tmp_path: Path
+) -> None:
+    src = write_wav(tmp_path / "audio.wav", np.zeros((4800, 2), dtype=np.float32), SR)
+    (tmp_path / "voice.wav").mkdir()  # the child cannot put its result there
+    with pytest.raises(RuntimeError, match=r"voice separation failed.*voice\.wav"):
+        separator.separate_file(src, tmp_path / "voice.wav")

@@ -32,7 +32,10 @@ class _Bar:
         from tqdm import tqdm
 
         self.bar = tqdm(
-            total=100, unit="%", disable=not enabled, bar_format="{l_bar}{bar}| {elapsed}<{remaining}"
+            total=100,
+            unit="%",
+            disable=not enabled or not sys.stderr.isatty(),
+            bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
         )
 
     def stage(self, name: str, fraction: float) -> None:
@@ -100,10 +103,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    bar = _Bar(not args.quiet)
+    from moodbgm.pipeline import STAGES
+    from moodbgm.progress import JobProgress
+
+    bar = JobProgress({s.name: s.weight for s in STAGES}, enabled=not args.quiet)  # lines when not a tty
     try:
         with logging_redirect_tqdm():
-            run_job(job, models, progress=bar.stage, time_limit_s=settings.task_soft_time_limit_s)
+            run_job(job, models, progress=bar, time_limit_s=settings.task_soft_time_limit_s)
     finally:
         bar.close()
     print(job.path("output.mp4"))

@@ -29,6 +29,7 @@ from moodbgm import __version__
 from moodbgm.errors import CancelledError, InputError, JobGoneError, StageTimeoutError
 from moodbgm.jobs import TERMINAL, JobDir, JobError, JobOptions, JobRecord
 from moodbgm.models import Models
+from moodbgm.stagegraph import run_graph
 from moodbgm.stages import (
     BY_NAME,
     INPUT,
@@ -283,6 +284,8 @@ def run_stage(
             return
         last[0] = now
         check_cancel(job, ev)
+        if time_limit_s and time.perf_counter() - t0 > time_limit_s:  # threads: no SIGALRM, checked here
+            raise StageTimeoutError(time_limit_s)
         ev.progress(job, name, fraction)
 
     try:
@@ -319,13 +322,16 @@ def run_job(
     record = job.read()
     todo = [s for s in STAGES if record.stages.get(s.name) is None or record.stages[s.name].status != "done"]
     models.preload(*(s.model for s in todo if s.model))
-    stage: str | None = None
     try:
-        for s in STAGES:
-            stage = s.name
-            run_stage(job, s.name, models, events=ev, time_limit_s=time_limit_s)
+        # independent stages overlap (separation beside transcription, the chart beside the mix)
+        run_graph(
+            [s.name for s in STAGES],
+            {s.name: upstream(s) for s in STAGES},
+            lambda name: run_stage(job, name, models, events=ev, time_limit_s=time_limit_s),
+        )
     except BaseException as e:
         if job.exists() and job.read().status == "running":  # not recorded by run_stage (e.g. ^C)
+            stage = job.read().stage
             fail_job(job, stage, e if isinstance(e, Exception) else CancelledError("interrupted"), ev)
         raise
     finish_job(job)

@@ -8,14 +8,25 @@ delay from the model's own ``config.ini``, feeds the same number of zeros after 
 first ``delay`` output samples, so ``voice.wav`` lines up sample-accurately with ``audio.wav``.
 
 Work is streamed in blocks: memory does not grow with the duration.
+
+The runtime takes one 10 ms hop per call, so a file is 100 native calls per second of audio, each
+re-taking Python's GIL on return. Beside other Python threads (model preloading, transcription,
+composing in a ``moodbgm run``) every re-take waits for the switch interval, which made the stage
+2-3x slower than its engine. ``separate_file`` therefore runs the loop in a child process of its own
+(``python -m moodbgm.separate``), which reports its progress on stdout.
 """
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import ctypes
 import logging
+import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -326,7 +337,45 @@ class DeepFilterNetSeparator:
         return self._run(audio, compensate=False)
 
     def separate_file(self, src_wav: Path, dst_wav: Path, progress: Progress | None = None) -> None:
+        """Streams ``src_wav`` into ``dst_wav`` in a child process (no GIL shared with this one)."""
+        _blocks(Path(src_wav), BLOCK_FRAMES)  # a bad input raises its MediaError here, not in the child
+        args = ["--atten-lim-db", repr(self.atten_lim_db), "--post-filter-beta", repr(self.post_filter_beta)]
+        _run_child([*args, str(src_wav), str(dst_wav)], progress)
+
+    def separate_file_here(self, src_wav: Path, dst_wav: Path, progress: Progress | None = None) -> None:
+        """``separate_file`` in this process (what the child runs)."""
         _stream_file(Path(src_wav), Path(dst_wav), self._stream, progress, "separate voice")
+
+
+def _run_child(args: list[str], progress: Progress | None) -> None:
+    """``python -m moodbgm.separate ARGS`` with this process's ``moodbgm``; relays its progress lines."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, "-m", "moodbgm.separate", *args]
+    with tempfile.TemporaryFile() as err:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, text=True) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if progress is not None and line.startswith("progress "):
+                    progress(float(line.split()[1]))
+        if child.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"voice separation failed (exit {child.returncode}): {' | '.join(tail)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child of ``DeepFilterNetSeparator.separate_file``: ``SRC DST``, progress lines on stdout."""
+    p = argparse.ArgumentParser(prog="python -m moodbgm.separate")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.add_argument("--atten-lim-db", type=float, default=100.0)
+    p.add_argument("--post-filter-beta", type=float, default=0.0)
+    a = p.parse_args(argv)
+    separator = DeepFilterNetSeparator(a.atten_lim_db, a.post_filter_beta)
+    separator.separate_file_here(a.src, a.dst, lambda f: print(f"progress {f:.4f}", flush=True))
+    return 0
 
 
 SEPARATORS = ("deepfilternet", "none")
@@ -345,3 +394,7 @@ def build_separator(name: str = "deepfilternet") -> VoiceSeparator:
             f"Use one of: {', '.join(SEPARATORS)}"
         )
     raise InputError(f"unknown voice separator {name!r}; expected one of: {', '.join(SEPARATORS)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

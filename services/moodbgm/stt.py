@@ -223,14 +223,21 @@ class DecodeOptions:
 class FasterWhisperTranscriber:
     """faster-whisper (CTranslate2): int8 on CPU, float16 on CUDA; VAD filter and word timestamps on."""
 
-    def __init__(self, source: ModelSource, device: str, threads: int, options: DecodeOptions) -> None:
+    def __init__(
+        self,
+        source: ModelSource,
+        device: str,
+        threads: int,
+        options: DecodeOptions,
+        compute_type: str | None = None,
+    ) -> None:
         from faster_whisper import WhisperModel
 
         self.model_name = source.name
         self.from_memory = bool(source.files)  # the bytes themselves are not kept once loaded
         self.device = device
         self.options = options
-        self.compute_type = "float16" if device == "cuda" else "int8"
+        self.compute_type = compute_type or ("float16" if device == "cuda" else "int8")
         t0 = time.perf_counter()
         files = dict(source.files) or None  # WhisperModel pops from this dict: always a fresh one
         self.model = WhisperModel(
@@ -363,14 +370,18 @@ def build_transcriber(
     *,
     beam_size: int = 2,
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES,
+    compute_type: str | None = None,
 ) -> Transcriber:
     """Load a speech-to-text model. Unknown model -> ``ModelNotFoundError``; no GPU for ``cuda`` ->
-    ``InputError``. ``threads=0`` uses every available core."""
+    ``InputError``. ``threads=0`` uses every available core. ``compute_type`` (faster-whisper only):
+    CTranslate2's, e.g. ``int8`` or ``float32``; default int8 on CPU, float16 on CUDA."""
     options = DecodeOptions(language=language, beam_size=beam_size, temperatures=temperatures)
     n_threads = cpu_threads(threads)
     if backend == "faster-whisper":
         source = resolve_model(model)  # before touching devices: a bad name fails fast
-        return FasterWhisperTranscriber(source, resolve_device(device, _cuda_devices()), n_threads, options)
+        return FasterWhisperTranscriber(
+            source, resolve_device(device, _cuda_devices()), n_threads, options, compute_type
+        )
     if backend == "openai-whisper":
         checkpoint = Path(model).expanduser()
         if not checkpoint.is_file():
