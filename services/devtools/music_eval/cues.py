@@ -1,108 +1,91 @@
-"""The cue table the score is judged against, and how a measurement is read as a cue.
+"""Reading measurements as cues, against the composer's one cue table.
 
-PROVISIONAL: the composer owns the one cue table (issue 12); until it ships, this one stands in.
-Sources: Juslin & Laukka (2003), "Communication of emotions in vocal expression and music
-performance", Psychological Bulletin 129(5), Table 11; Gabrielsson & Lindström (2010), "The role of
-structure in the musical expression of emotions", Handbook of Music and Emotion, ch. 14.
+The table (tempo, mode, pitch height, loudness, articulation, brightness, regularity, dissonance per
+emotion, after Juslin & Laukka 2003 and Gabrielsson & Lindström 2010) is
+``moodbgm.generate.composer.mapping.CUES``; this module only says how a measured section is compared
+with it -- the evaluator's tolerances, not targets of its own.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-CUES = ("tempo", "mode", "pitch", "loudness", "articulation", "brightness", "regularity", "dissonance")
+from moodbgm.generate.composer.mapping import CUES as TABLE
+from moodbgm.generate.composer.mapping import MAJOR_MODES, Cues
 
+CUE_NAMES = ("tempo", "mode", "pitch", "loudness", "articulation", "brightness", "regularity", "dissonance")
 
-@dataclass(frozen=True)
-class CueSpec:
-    tempo: tuple[float, float]  # BPM range
-    mode: str | None  # major | minor
-    pitch: str | None  # low | mid | high
-    loudness: str | None  # soft | medium | loud (played dynamics: MIDI velocity)
-    articulation: str | None  # staccato | detached | legato
-    brightness: str | None  # dark | bright
-    regularity: str | None  # regular | irregular
-    dissonance: str | None  # consonant | dissonant
-
-
-PROVISIONAL_TABLE: dict[str, CueSpec] = {
-    "joy": CueSpec((105, 140), "major", "high", "medium", "staccato", "bright", "regular", "consonant"),
-    "sadness": CueSpec((50, 80), "minor", "low", "soft", "legato", "dark", "regular", None),
-    "anger": CueSpec((120, 180), "minor", None, "loud", "detached", "bright", None, "dissonant"),
-    "fear": CueSpec((80, 160), "minor", "high", "soft", None, None, "irregular", "dissonant"),
-    "surprise": CueSpec((110, 150), "major", "high", "medium", "staccato", "bright", "irregular", None),
-    "disgust": CueSpec((60, 100), "minor", "low", "medium", None, "dark", None, "dissonant"),
-    "neutral": CueSpec((70, 105), "major", "mid", "soft", "legato", None, "regular", "consonant"),
-}
-
-
-def cue_table() -> Mapping[str, CueSpec]:
-    return PROVISIONAL_TABLE
-
-
-# how a measurement reads as a cue word (the evaluator's thresholds, not the composer's targets)
-TEMPO_TOLERANCE = 0.05
-PITCH_LOW, PITCH_HIGH = 56.0, 62.0  # mean MIDI pitch: below = low, above = high, 54..64 = mid
-VELOCITY_SOFT, VELOCITY_LOUD = 72.0, 82.0  # mean velocity: <= soft, >= loud, 55..95 medium
-STACCATO, DETACHED, LEGATO = 0.6, 0.8, 0.85  # duration / IOI
-BRIGHT_RATIO = 0.95  # centroid vs the piece's median: bright >= 0.95x, dark <= 1/0.95x
-IRREGULAR_CV = 0.6  # IOI coefficient of variation
-DISSONANT = -0.45  # Huron-weighted pair dissonance: >= dissonant, < consonant
+# tolerances: how far a measurement may sit from the table's target and still agree
+TEMPO_TOLERANCE = 0.03  # beyond the table's own stretch range
+HEIGHT_SEMITONES = 5.0  # melody centre vs the table's height
+LOUDNESS_LU = 1.5  # section level relative to the piece's median vs the table's offset
+ARTICULATION = 0.2  # sounding fraction
+# brightness is judged by order within the piece (absolute centroids depend on the style's instruments):
+# the timbre's brightness -- log2 of the spectral centroid over the notes' mean fundamental, so register
+# does not count as brightness -- must rank the sections as the table's levels do, within this margin
+BRIGHT_OCTAVES = 0.15
+LEVEL_RANK = {"low": 0, "mid": 1, "high": 2}
+# regularity: coefficient of variation of the merged inter-onset intervals (0 = a steady pulse)
+REGULAR = {"high": (0.0, 0.45), "mid": (0.2, 0.9), "low": (0.45, math.inf)}
+# dissonance: Huron-weighted mean pair dissonance (a triad -0.74, a dominant seventh -0.19)
+DISSONANT = {"low": (-math.inf, -0.5), "mid": (-0.75, -0.2), "high": (-0.45, math.inf)}
 
 
 @dataclass(frozen=True)
 class Measured:
-    """What ``judge`` needs of one section (see ``symbolic.ScoreFeatures``, ``audio``)."""
+    """What ``judge`` needs of one section (see ``symbolic.ScoreFeatures`` and ``audio``)."""
 
     tempo: float
-    mode: str | None
-    mean_pitch: float
-    velocity: float
+    mode: str | None  # major | minor (Krumhansl–Kessler)
+    melody_pitch: float  # mean MIDI pitch of the melody part (nan: no melody)
+    loudness: float  # LU relative to the piece's median section
     articulation: float
-    centroid_ratio: float  # section centroid / median section centroid of the piece
+    brightness: bool | None  # see ``brightness_order``
     regularity_cv: float
     dissonance: float
 
 
-def judge(cue: str, want: object, m: Measured) -> bool | None:
-    """Whether the section shows ``want`` for ``cue``; None when the cue is unspecified or unmeasurable."""
-    if want is None:
-        return None
-    if cue == "tempo":
-        lo, hi = want  # type: ignore[misc]
-        return lo * (1 - TEMPO_TOLERANCE) <= m.tempo <= hi * (1 + TEMPO_TOLERANCE)
-    if cue == "mode":
-        return None if m.mode is None else m.mode == want
-    value = {
-        "pitch": m.mean_pitch,
-        "loudness": m.velocity,
-        "articulation": m.articulation,
-        "brightness": m.centroid_ratio,
-        "regularity": m.regularity_cv,
-        "dissonance": m.dissonance,
-    }[cue]
-    if not math.isfinite(value):
-        return None
-    tests = {
-        ("pitch", "low"): value < PITCH_LOW,
-        ("pitch", "mid"): PITCH_LOW - 2 <= value <= PITCH_HIGH + 2,
-        ("pitch", "high"): value > PITCH_HIGH,
-        ("loudness", "soft"): value <= VELOCITY_SOFT,
-        ("loudness", "medium"): 55 <= value <= 95,
-        ("loudness", "loud"): value >= VELOCITY_LOUD,
-        ("articulation", "staccato"): value <= STACCATO,
-        ("articulation", "detached"): value <= DETACHED,
-        ("articulation", "legato"): value >= LEGATO,
-        ("brightness", "bright"): value >= BRIGHT_RATIO,
-        ("brightness", "dark"): value <= 1 / BRIGHT_RATIO,
-        ("regularity", "regular"): value < IRREGULAR_CV,
-        ("regularity", "irregular"): value >= IRREGULAR_CV,
-        ("dissonance", "consonant"): value < DISSONANT,
-        ("dissonance", "dissonant"): value >= DISSONANT,
+def table() -> dict[str, Cues]:
+    return TABLE
+
+
+def judge(cues: Cues, m: Measured) -> dict[str, bool | None]:
+    """Per cue: True (agrees), False, or None (not measurable in this section)."""
+
+    def within(x: float, lo: float, hi: float) -> bool | None:
+        return None if not math.isfinite(x) else bool(lo <= x <= hi)
+
+    lo, hi = cues.tempo_range
+    return {
+        "tempo": within(m.tempo, lo * (1 - TEMPO_TOLERANCE), hi * (1 + TEMPO_TOLERANCE)),
+        "mode": None if m.mode is None else m.mode == ("major" if cues.mode in MAJOR_MODES else "minor"),
+        "pitch": within(m.melody_pitch, cues.height - HEIGHT_SEMITONES, cues.height + HEIGHT_SEMITONES),
+        "loudness": within(m.loudness, cues.loudness - LOUDNESS_LU, cues.loudness + LOUDNESS_LU),
+        "articulation": within(
+            m.articulation, cues.articulation - ARTICULATION, cues.articulation + ARTICULATION
+        ),
+        "brightness": m.brightness,
+        "regularity": within(m.regularity_cv, *REGULAR[cues.regularity]),
+        "dissonance": within(m.dissonance, *DISSONANT[cues.dissonance]),
     }
-    key = (cue, str(want))
-    if key not in tests:
-        raise ValueError(f"cue table: {cue}={want!r} is not a value the evaluator can judge")
-    return tests[key]
+
+
+def brightness_order(levels: list[str], octaves: list[float]) -> list[bool | None]:
+    """Per section: is it at least as bright as every section the table puts lower, and no brighter than
+    every section it puts higher? None where no finite section differs in level (nothing to rank)."""
+    out: list[bool | None] = []
+    for lv, b in zip(levels, octaves, strict=True):
+        others = [
+            (LEVEL_RANK[o] - LEVEL_RANK[lv], x)
+            for o, x in zip(levels, octaves, strict=True)
+            if o != lv and math.isfinite(x)
+        ]
+        if not math.isfinite(b) or not others:
+            out.append(None)
+            continue
+        out.append(
+            all(b >= x - BRIGHT_OCTAVES for d, x in others if d < 0)
+            and all(b <= x + BRIGHT_OCTAVES for d, x in others if d > 0)
+        )
+    return out

@@ -18,6 +18,7 @@ music sounds; frames where it is silent are left out.)
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ def duck_stats(
         bed, ref = (float(np.percentile(gdb[finite], 99)) if finite.any() else math.nan), "p99"
     under = float(np.median(gdb[inside & finite])) if np.any(inside & finite) else math.nan
     pauses = []
-    for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+    for (_, e0), (s1, _) in itertools.pairwise(spans):
         a, b = round(e0 * FRAME_RATE), min(frames, round((s1 + 0.1) * FRAME_RATE))
         base = gdb[max(0, a - 20) : a]
         seg = gdb[a:b]

@@ -3,9 +3,10 @@ jumps, cadence, ducking and pumping, and the pass/fail checks of issue 12."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import pretty_midi
 import soundfile as sf
 
 from devtools.music_eval import audio as au
-from devtools.music_eval.cues import CUES, Measured, cue_table, judge
-from devtools.music_eval.ducking import DuckStats, duck_stats, music_gain
+from devtools.music_eval.cues import Measured, brightness_order, judge, table
+from devtools.music_eval.ducking import DuckStats, duck_stats, gain_db, music_gain
 from devtools.music_eval.symbolic import (
     Cadence,
     ScoreFeatures,
@@ -56,6 +57,8 @@ class MusicReport:
     tail_drop_db: float
     duck: DuckStats | None  # None: no mix to judge
     duck_setting_db: float | None
+    music_gain_db: np.ndarray | None = field(default=None, repr=False)  # per 10 ms frame, for the figure
+    speech: tuple[Span, ...] = ()
 
     @property
     def agreement(self) -> float:
@@ -67,8 +70,8 @@ class MusicReport:
         med = float(np.median(lufs)) if lufs else math.nan
         out = {
             "cue_agreement": self.agreement >= MIN_AGREEMENT,
-            "loudness_jumps": all(abs(j) <= MAX_JUMP_LU for j in self.jumps_lu if math.isfinite(j)),
-            "loudness_balance": all(abs(x - med) <= MAX_FROM_MEDIAN_LU for x in lufs),
+            "loudness_jumps": all(round(abs(j), 1) <= MAX_JUMP_LU for j in self.jumps_lu if math.isfinite(j)),
+            "loudness_balance": all(round(abs(x - med), 1) <= MAX_FROM_MEDIAN_LU for x in lufs),
             "melody_everywhere": all(s.score.melody_per_bar > 0 for s in self.sections),
             "cadence_tonic": self.cadence.is_tonic,
             "cadence_release": RELEASE_S[0] <= self.cadence.release_s <= RELEASE_S[1]
@@ -105,6 +108,7 @@ class MusicReport:
             "agreement": self.agreement,
             "checks": self.checks(),
             "passed": self.passed,
+            "speech": list(self.speech),
         }
         for s, sec in zip(d["sections"], self.sections, strict=True):
             s["score"]["key"] = sec.score.key.name if sec.score.key else None
@@ -132,42 +136,51 @@ def evaluate(
 ) -> MusicReport:
     """Judge a bed (``bgm``, stereo or mono, and its MIDI) over ``sections`` (start, end, emotion), and,
     given ``mix`` (+ ``voice`` and the ``speech`` spans), how it was ducked."""
-    table = cue_table()
+    cue_table = table()
     feats = [score_features(pm, s, e) for s, e, _ in sections]
     segs = [bgm[int(s * sample_rate) : int(e * sample_rate)] for s, e, _ in sections]
     lufs = [au.lufs(x, sample_rate) for x in segs]
     cents = [au.spectral_centroid(x, sample_rate) for x in segs]
-    finite = [c for c in cents if math.isfinite(c)]
-    median_c = float(np.median(finite)) if finite else math.nan
+    octaves = [
+        math.log2(c / f.f0_hz) if c > 0 and f.f0_hz > 0 else math.nan
+        for c, f in zip(cents, feats, strict=True)
+    ]
+    bright = brightness_order([cue_table[emo].brightness for *_, emo in sections], octaves)
+    median_l = _median([x for x in lufs if math.isfinite(x)])
     reports = []
-    for (s, e, emo), f, lu, c in zip(sections, feats, lufs, cents, strict=True):
+    for (s, e, emo), f, lu, c, b in zip(sections, feats, lufs, cents, bright, strict=True):
         m = Measured(
             tempo=f.tempo,
             mode=f.key.mode if f.key else None,
-            mean_pitch=f.mean_pitch,
-            velocity=f.velocity,
+            melody_pitch=f.melody_pitch,
+            loudness=lu - median_l,
             articulation=f.articulation,
-            centroid_ratio=c / median_c if median_c > 0 else math.nan,
+            brightness=b,
             regularity_cv=f.regularity_cv,
             dissonance=f.dissonance,
         )
-        spec = table[emo]
-        cues = {cue: judge(cue, getattr(spec, cue), m) for cue in CUES}
-        reports.append(SectionReport(s, e, emo, f, lu, c, cues))
+        reports.append(SectionReport(s, e, emo, f, lu, c, judge(cue_table[emo], m)))
     end = len(bgm) / sample_rate
     cad = final_cadence(pm, feats[-1].key, end)
-    duck = None
+    duck = gdb = None
     if mix is not None:
         gain = music_gain(mix, bgm, voice, sample_rate)
         duck = duck_stats(gain, bgm, speech, [(s, e) for s, e, _ in sections], sample_rate)
+        gdb = gain_db(gain)
     return MusicReport(
         sections=tuple(reports),
-        jumps_lu=tuple(b - a for a, b in zip(lufs, lufs[1:], strict=False)),
+        jumps_lu=tuple(b - a for a, b in itertools.pairwise(lufs)),
         cadence=cad,
         tail_drop_db=au.tail_drop_db(bgm, sample_rate, cad.onset),
         duck=duck,
         duck_setting_db=duck_setting_db,
+        music_gain_db=gdb,
+        speech=tuple(speech),
     )
+
+
+def _median(xs: Sequence[float]) -> float:
+    return float(np.median(xs)) if len(xs) else math.nan
 
 
 def evaluate_job(root: str | Path) -> MusicReport:

@@ -28,6 +28,7 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 HURON_CONSONANCE = np.array([np.nan, -1.428, -0.582, 0.594, 0.386, 1.240, -0.453])
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MELODY_NAMES = ("melody", "lead", "theme")
+PADS = ("pad",)  # sustained chords: left out of articulation (unless nothing else plays)
 MAX_IOI_BEATS = 2.0  # longer gaps between onsets are phrase breaks, not articulation or rhythm
 
 
@@ -55,7 +56,9 @@ class ScoreFeatures:
     regularity_cv: float  # coefficient of variation of the merged inter-onset intervals (0 = metronomic)
     dissonance: float  # overlap-weighted mean negated Huron consonance of sounding pairs (nan: no pairs)
     melody_per_bar: float  # melody-part note onsets per bar
+    melody_pitch: float  # mean MIDI pitch of the melody part (nan: no melody)
     velocity: float  # mean MIDI velocity of the pitched notes (played dynamics; nan: none)
+    f0_hz: float  # duration x velocity weighted mean fundamental of the pitched notes (nan: none)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,16 @@ def regularity_cv(notes: Sequence[pretty_midi.Note], beat: float) -> float:
     return float(np.std(ioi) / np.mean(ioi))
 
 
+def _mean_f0(notes: Sequence[pretty_midi.Note]) -> float:
+    """Fundamentals (Hz) averaged with weights duration x velocity: roughly where the notes' energy sits
+    if they were pure tones."""
+    w = np.array([(n.end - n.start) * n.velocity for n in notes], dtype=float)
+    if not len(notes) or w.sum() <= 0:
+        return float("nan")
+    f = pretty_midi.note_number_to_hz(np.array([n.pitch for n in notes], dtype=float))
+    return float(np.average(f, weights=w))
+
+
 def score_features(pm: pretty_midi.PrettyMIDI, t0: float, t1: float, beats_per_bar: int = 4) -> ScoreFeatures:
     tagged = _notes(pm, t0, t1)
     notes = [n for _, n in tagged]
@@ -183,22 +196,25 @@ def score_features(pm: pretty_midi.PrettyMIDI, t0: float, t1: float, beats_per_b
         key=detect_key(pitch_class_histogram(notes)),
         mean_pitch=float(np.mean([n.pitch for n in notes])) if notes else float("nan"),
         note_density=len(notes) / dur,
-        articulation=articulation(parts, beat),
+        articulation=articulation({k: v for k, v in parts.items() if k not in PADS} or parts, beat),
         regularity_cv=regularity_cv(notes, beat),
         dissonance=dissonance(notes),
         melody_per_bar=len(melody) / bars,
+        melody_pitch=float(np.mean([n.pitch for n in melody])) if melody else float("nan"),
         velocity=float(np.mean([n.velocity for n in notes])) if notes else float("nan"),
+        f0_hz=_mean_f0(notes),
     )
 
 
-def final_cadence(pm: pretty_midi.PrettyMIDI, key: Key | None, end: float, window: float = 0.25) -> Cadence:
-    """The chord sounding at the last pitched onset (onsets within ``window`` s of it count as one)."""
+def final_cadence(pm: pretty_midi.PrettyMIDI, key: Key | None, end: float, window: float = 0.1) -> Cadence:
+    """The chord sounding just after the last pitched onset (a chord's tones may spread over ``window``
+    s); ``key`` is the key it should be the tonic of."""
     notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes]
     if not notes:
         return Cadence((), None, key, end, 0.0, False)
     last = max(n.start for n in notes)
     onset = min(n.start for n in notes if n.start >= last - window)
-    chord = [n for n in notes if n.start <= last + 1e-6 and n.end > onset + 0.05]
+    chord = [n for n in notes if n.start <= last + 1e-6 and n.end > last + 0.05]
     pcs = tuple(sorted({n.pitch % 12 for n in chord}))
     bass = min(chord, key=lambda n: n.pitch).pitch % 12 if chord else None
     ok = False
