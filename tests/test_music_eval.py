@@ -16,7 +16,7 @@ from devtools.music_eval.audio import lufs
 from devtools.music_eval.cues import table
 from devtools.music_eval.ducking import music_gain
 from devtools.music_eval.evaluate import evaluate
-from devtools.music_eval.symbolic import detect_key, final_cadence, pitch_class_histogram
+from devtools.music_eval.symbolic import detect_key, pitch_class_histogram
 from moodbgm.generate.composer.mapping import MAJOR_MODES, SCALES
 
 SR = 16_000
@@ -109,7 +109,7 @@ def _piece(
     # the last section: its figure, then the final chord 1.5 s before the end
     s, e, emo = sections[-1]
     _section(pm, emo, s, e - 1.5)
-    pad, melody = pm.instruments
+    pad, _melody = pm.instruments
     pad.notes = [n for n in pad.notes if n.start < s] + [
         pretty_midi.Note(60, 48 + pc, s, e - 1.5) for pc in _chord(emo)
     ]
