@@ -26,8 +26,8 @@ ARTICULATION = 0.2  # sounding fraction
 # does not count as brightness -- must rank the sections as the table's levels do, within this margin
 BRIGHT_OCTAVES = 0.15
 LEVEL_RANK = {"low": 0, "mid": 1, "high": 2}
-# regularity: coefficient of variation of the merged inter-onset intervals (0 = a steady pulse)
-REGULAR = {"high": (0.0, 0.45), "mid": (0.2, 0.9), "low": (0.45, math.inf)}
+# regularity: IOI coefficient of variation of the accompaniment's parts (0 = a steady pulse)
+REGULAR = {"high": (0.0, 0.3), "mid": (0.1, 0.6), "low": (0.3, math.inf)}
 # dissonance: Huron-weighted mean pair dissonance (a triad -0.74, a dominant seventh -0.19)
 DISSONANT = {"low": (-math.inf, -0.5), "mid": (-0.75, -0.2), "high": (-0.45, math.inf)}
 
