@@ -8,6 +8,8 @@ the tonic) must fail its check.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pretty_midi
 import pytest
@@ -17,6 +19,7 @@ from devtools.music_eval.cues import table
 from devtools.music_eval.ducking import music_gain
 from devtools.music_eval.evaluate import evaluate
 from devtools.music_eval.symbolic import detect_key, pitch_class_histogram
+from devtools.sample import _script, make_sample
 from moodbgm.generate.composer.mapping import MAJOR_MODES, SCALES
 
 SR = 16_000
@@ -258,3 +261,13 @@ def test_a_shallow_duck_fails_the_depth_check() -> None:
     r = evaluate(pm, bgm, SR, [(0.0, 24.0, "neutral")], mix, voice, SPEECH, duck_setting_db=11.0)
     assert r.duck is not None and r.duck.depth_db == pytest.approx(6.5, abs=0.5)
     assert not r.checks()["duck_depth"]
+
+
+def test_the_second_sample_arc_orders_the_parts_differently(tmp_path: Path) -> None:
+    def parts(arc: str) -> list[str]:
+        return [emotion for _, emotion in dict.fromkeys((p, e) for p, e, *_ in _script(1.0, arc))]
+
+    assert parts("demo") == ["neutral", "joy", "surprise", "fear", "sadness", "anger", "joy"]
+    assert parts("storm") == ["sadness", "fear", "anger", "neutral", "surprise", "joy"]
+    with pytest.raises(ValueError, match="arc"):
+        make_sample(tmp_path / "x.mp4", arc="nope")
