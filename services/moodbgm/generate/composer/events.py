@@ -106,7 +106,7 @@ class SectionPlan:
         times = self._beat_times
         if beat >= self.beats:
             return self.start + times[-1] + (beat - self.beats) * 60.0 / self.beat_tempo(self.beats - 1)
-        i = max(0, int(math.floor(beat)))
+        i = max(0, math.floor(beat))
         return self.start + times[i] + (beat - i) * 60.0 / self.beat_tempo(i)
 
     @property

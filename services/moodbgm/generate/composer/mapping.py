@@ -11,22 +11,25 @@ fear = fast or irregular, minor, high, variable loudness, dissonant; tenderness 
 slow-moderate, major, soft, legato. Surprise (sudden change, wide leaps, syncopation) and disgust
 (slow-moderate, dissonant, irregular, low) follow the same tables' arousal and valence cues.
 
-| emotion  | tempo BPM | mode           | height    | loudness | articulation  | brightness | rhythm              | dissonance            |
-|----------|-----------|----------------|-----------|----------|---------------|------------|---------------------|-----------------------|
-| anger    | 140-164   | phrygian       | low C4    | +1.5 LU  | marcato 0.50  | bright     | regular, driving    | high: bII, tritone, clusters |
-| disgust  | 74-86     | phrygian       | low A3    | -0.5 LU  | detached 0.70 | dark       | irregular (5/4)     | high: m7b5, bII       |
-| fear     | 103-121   | harmonic minor | high C6   | 0, swells| tremolo 0.60  | mid        | irregular, displaced| high: dim7, bII       |
-| joy      | 110-130   | major          | high E5   | +1.0 LU  | staccato 0.30 | bright     | regular             | low                   |
-| neutral  | 85-99     | major          | mid G4    | -0.5 LU  | legato 0.95   | mid        | regular             | low: sus2, add9       |
-| sadness  | 59-69     | minor          | low A3    | -1.5 LU  | legato 1.00   | dark       | regular, slow       | low-mid: m7           |
-| surprise | 121-143   | lydian         | high G5   | +1.0 LU  | staccato 0.40 | bright     | syncopated          | mid: borrowed bVI     |
+| emotion  | BPM     | mode        | height  | level   | artic.      | bright | rhythm      | dissonance    |
+|----------|---------|-------------|---------|---------|-------------|--------|-------------|---------------|
+| anger    | 140-164 | Phrygian    | low C4  | +1.0 LU | marcato .5  | bright | regular     | high: bII, bV |
+| disgust  | 74-86   | Phrygian    | low A3  | -0.5 LU | detached .7 | dark   | irregular   | high: m7, bII |
+| fear     | 103-121 | harm. minor | high C6 | 0 LU    | tremolo .6  | mid    | irregular   | high: dim7    |
+| joy      | 110-130 | major       | high E5 | +0.5 LU | staccato .3 | bright | regular     | low           |
+| neutral  | 85-99   | major       | mid G4  | -0.5 LU | legato .95  | mid    | regular     | low: triads   |
+| sadness  | 59-69   | minor       | low A3  | -1.0 LU | legato 1    | dark   | even (slow) | mid: m7       |
+| surprise | 121-143 | Lydian      | high G5 | +0.5 LU | staccato .4 | bright | syncopated  | mid: II, bVI  |
+
+Rhythm: irregular = displaced and dropped hits, 5/4 for disgust; dissonance: the chords that carry
+it, plus a semitone cluster in the pad of the "high" ones.
 
 Tempo: nominal x (0.92, 1.08), the range a section's tempo may be stretched in to fit its time.
-Loudness: the section's rendered level relative to the piece; all offsets lie within +-1.5 LU so
-every section stays within 3 LU of the median: arousal is carried by tempo, attack and harmony, not
-by level. Articulation: the sounding fraction of a note's slot (melody, arpeggio, bass; pads of the
-staccato emotions are short stabs). Height: the melody's centre (MIDI note); ``register`` moves the
-accompaniment with it.
+Loudness: the section's rendered level relative to the piece; all offsets lie within +-1 LU so
+every section stays within 3 LU of the median and of its neighbours: arousal is carried by tempo,
+attack and harmony, not by level. Articulation: the sounding fraction of a note's slot (melody,
+arpeggio, bass; pads of the staccato emotions are short stabs). Height: the melody's centre (MIDI
+note); ``register`` moves the accompaniment with it.
 
 ``PROFILES`` holds the texture of each emotion: progressions for the episodes between statements of
 the theme, arpeggio and bass patterns, pad style (hold, stabs, tremolo swells), drum groove, reverb
@@ -96,13 +99,13 @@ CUES: dict[str, Cues] = {
     c.emotion: c
     for c in (
         #    emotion     BPM  mode              height loud  artic brightness regularity dissonance
-        Cues("anger",    152, "phrygian",        60,  1.5, 0.50, "high", "high", "high"),
+        Cues("anger",    152, "phrygian",        60,  1.0, 0.50, "high", "high", "high"),
         Cues("disgust",   80, "phrygian",        57, -0.5, 0.70, "low",  "low",  "high"),
         Cues("fear",     112, "harmonic_minor",  84,  0.0, 0.60, "mid",  "low",  "high"),
-        Cues("joy",      120, "major",           76,  1.0, 0.30, "high", "high", "low"),
+        Cues("joy",      120, "major",           76,  0.5, 0.30, "high", "high", "low"),
         Cues("neutral",   92, "major",           67, -0.5, 0.95, "mid",  "high", "low"),
-        Cues("sadness",   64, "minor",           57, -1.5, 1.00, "low",  "high", "mid"),
-        Cues("surprise", 132, "lydian",          79,  1.0, 0.40, "high", "mid",  "mid"),
+        Cues("sadness",   64, "minor",           57, -1.0, 1.00, "low",  "mid",  "mid"),
+        Cues("surprise", 132, "lydian",          79,  0.5, 0.40, "high", "mid",  "mid"),
     )
 }  # fmt: skip
 
@@ -165,7 +168,7 @@ PROFILES: dict[str, MoodProfile] = {
             "joy", 4,
             (("I", "V", "vi", "IV"), ("I", "IV", "V", "IV"), ("vi", "IV", "I", "V"),
              ("I", "iii", "IV", "V"), ("IV", "I", "V", "vi"), ("I", "vi", "ii7", "V")),
-            2.0, ("up", "updown", "broken", "pedal"), ("syncopated", "half", "pulse8"),
+            2.0, ("up", "updown", "broken", "pedal"), ("half", "pulse8"),
             "stabs", "backbeat", 5, 78, 1.0, 0, 0.25, (0, 2, 7, 9, 5),
         ),
         MoodProfile(
@@ -177,8 +180,8 @@ PROFILES: dict[str, MoodProfile] = {
         ),
         MoodProfile(
             "anger", 4,
-            (("i", "bII", "i", "bV"), ("i", "bVI", "bII", "i"), ("i", "iv", "bV", "bII"),
-             ("i", "bII", "bVII", "i"), ("iv", "bV", "i", "bII")),
+            (("i", "bII5", "i", "bV5"), ("i", "iv", "bII5", "i"), ("i", "iv", "bV5", "bII5"),
+             ("i", "bII5", "iv", "i"), ("iv", "bV5", "i", "bII5")),
             2.0, ("riff", "pedal"), ("pulse8", "gallop"),
             "stabs", "driving", -5, 92, 0.5, 0, 0.12, (4, 9, 2, 7),
         ),
@@ -191,8 +194,8 @@ PROFILES: dict[str, MoodProfile] = {
         ),
         MoodProfile(
             "surprise", 4,
-            (("I", "II", "bVI", "bVII"), ("I", "bVII", "IVsus4", "II"), ("I", "bIII", "bVI", "V"),
-             ("IV", "II", "bVII", "I"), ("I", "Vsus4", "bVI", "II")),
+            (("I", "II", "V", "I"), ("I", "bVI", "V", "I"), ("I", "II", "vi", "V"),
+             ("IV", "II", "V", "I"), ("I", "Vsus4", "II", "V")),
             2.0, ("leaps", "broken", "updown"), ("syncopated", "octaves"),
             "stabs", "syncopated", 7, 84, 1.0, 12, 0.3, (0, 7, 2, 5),
         ),
@@ -205,8 +208,8 @@ PROFILES: dict[str, MoodProfile] = {
         ),
         MoodProfile(
             "neutral", 4,
-            (("Isus2", "viadd9", "IVadd9", "Vsus4"), ("Iadd9", "IVmaj7", "Iadd9", "IVmaj7"),
-             ("vi7", "IVmaj7", "Isus2", "Vsus4"), ("IVmaj7", "Iadd9", "ii7", "Vsus4")),
+            (("I", "vi", "IV", "V"), ("I", "IV", "I", "V"), ("vi", "IV", "I", "V"),
+             ("IV", "I", "ii", "V"), ("I", "iii", "IV", "I")),
             1.0, ("up", "broken"), ("whole", "half"),
             "hold", "soft", -3, 60, 1.0, 0, 0.35, (0, 5, 7, 10, 3),
         ),

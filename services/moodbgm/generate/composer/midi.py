@@ -54,7 +54,13 @@ def score_to_midi(score: Score) -> bytes:
             if beat == 0:
                 conductor[-4] = (t0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
             elif abs(bpm - previous) > 1e-9:
-                conductor.append(((plan.start_beat + beat) * PPQ, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))))
+                conductor.append(
+                    (
+                        (plan.start_beat + beat) * PPQ,
+                        0,
+                        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
+                    )
+                )
             previous = bpm
         for part in sec.parts:
             ch = CHANNELS[part.role]

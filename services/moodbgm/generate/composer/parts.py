@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moodbgm.generate.composer.events import Note, SectionPlan
-from moodbgm.generate.composer.harmony import Chord, nearest_pitch, pitches_of, scale_pitches, voice_chord
+from moodbgm.generate.composer.harmony import Chord, nearest_pitch, pitches_of, voice_chord
 from moodbgm.generate.composer.mapping import MoodProfile
 
 
@@ -167,24 +167,29 @@ def pad(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
             voicing = voice_chord(
                 ctx.bar_pcs(bar), low, high, voicing, rng, voices=4 if p.register >= -5 else 3
             )
+            played = voicing
+            if p.cues.dissonance == "high" and not ctx.is_final_bar(
+                bar
+            ):  # a cluster: the root's upper semitone
+                played = (*voicing, voicing[0] + 1 if voicing[0] + 1 not in voicing else voicing[0] + 13)
             if ctx.is_final_bar(bar) or (ctx.final and bar + run == len(plan.bars) and run > 1):
-                for n in voicing:  # the closing chord, held
+                for n in played:  # the closing chord, held
                     notes.append(Note(start, length, n, ctx.vel(0.62, rng, 4)))
             elif p.pad_style == "tremolo":  # re-struck every half beat, swelling over two bars
                 k, swell_span = 0, 2 * plan.beats_per_bar
                 while k * 0.5 < length - 1e-9:
                     x = start + k * 0.5
                     swell = 0.35 + 0.55 * math.sin(math.pi * (x % swell_span) / swell_span)
-                    notes += [Note(x, 0.5, n, ctx.vel(swell, rng, 3)) for n in voicing]
+                    notes += [Note(x, 0.5, n, ctx.vel(swell, rng, 3)) for n in played]
                     k += 1
             elif p.pad_style == "stabs":
                 hits = [x for x in (0.0, 1.5, 2.5, 3.0) if x < length] if rng.random() < 0.6 else [0.0, 2.0]
                 for x in hits:
                     if x < length:
                         dur = 0.4 * min(1.0, p.legato / 0.5)
-                        notes += [Note(start + x, dur, n, ctx.vel(0.7, rng)) for n in voicing]
+                        notes += [Note(start + x, dur, n, ctx.vel(0.7, rng)) for n in played]
             else:
-                for n in voicing:
+                for n in played:
                     notes.append(Note(start, max(0.25, length - 0.05), n, ctx.vel(0.62, rng, 4)))
         bar += run
     return notes
@@ -220,7 +225,9 @@ def arpeggio(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
             continue
         tones = pitches_of(ctx.bar_pcs(bar), low, high)[:5] or [nearest_pitch(ctx.bar_pcs(bar)[0], centre)]
         if ctx.is_final_bar(bar):  # a rolled closing chord
-            notes += [Note(b0 + 0.06 * i, blen - 0.06 * i, t, ctx.vel(0.6, rng)) for i, t in enumerate(tones[:4])]
+            notes += [
+                Note(b0 + 0.06 * i, blen - 0.06 * i, t, ctx.vel(0.6, rng)) for i, t in enumerate(tones[:4])
+            ]
             continue
         cell = _arp_cell(ph.arp_shape, tones, rng)
         if ph.arp_shape == "uneven":
@@ -239,25 +246,4 @@ def arpeggio(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
                 continue  # irregular: rests in the ostinato
             dur = (grid[i + 1] - x if i + 1 < len(grid) else blen - x) * max(p.legato, 0.25)
             notes.append(Note(b0 + x, max(0.08, dur), cell[i % len(cell)], ctx.vel(accent, rng)))
-    if ctx.has_next and p.drums == "none" and len(plan.bars) > 1:
-        notes = _run_fill(ctx, notes, low, high, rng)
     return notes
-
-
-def _run_fill(
-    ctx: SectionContext, notes: list[Note], low: int, high: int, rng: np.random.Generator
-) -> list[Note]:
-    """Drumless sections lead into the next one with a soft scale run over the last beat."""
-    plan = ctx.plan
-    end = float(plan.beats)
-    start = end - 1.0
-    scale = scale_pitches(plan.tonic, ctx.profile.mode, low, high + 7)
-    run = scale[-8:] if len(scale) >= 8 else scale
-    if rng.random() < 0.5:
-        run = run[::-1]
-    kept = [n for n in notes if n.start < start]
-    step = 1.0 / len(run)
-    kept += [
-        Note(start + i * step, step * 0.9, n, ctx.vel(0.45 + 0.04 * i, rng, 3)) for i, n in enumerate(run)
-    ]
-    return kept

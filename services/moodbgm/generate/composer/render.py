@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pyloudnorm
+import scipy.signal
 
 from moodbgm.config import DEFAULT_SOUNDFONT
 from moodbgm.errors import ModelNotFoundError
@@ -105,7 +106,7 @@ class FluidRenderer:
         total = round(duration * sr)
         out = np.zeros((total, 2), dtype=np.float32)
         synth = _Synth(*self._open())
-        meter = pyloudnorm.Meter(sr)
+        meter = _Loudness(sr)
         fade_out = min(total // 4, round(self.options.fade_out * sr))
         try:
             last = len(score.sections) - 1
@@ -128,7 +129,7 @@ class FluidRenderer:
                         heard = heard.copy()
                         n = min(fade_out, len(heard))
                         heard[-n:] *= _fade(fade_out)[-n:, None]
-                    audio *= np.float32(_balance_gain(meter, heard, sr, CUES[sec.plan.emotion].loudness))
+                    audio *= np.float32(_balance_gain(meter, heard, CUES[sec.plan.emotion].loudness))
                 out[first : first + length] += audio
                 if progress is not None:
                     progress(min(1.0, (first + body) / total))
@@ -197,16 +198,40 @@ def _overhang(sec: SectionScore) -> float:
     return max((plan.time(e) - plan.end for e in ends), default=0.0)
 
 
-def _balance_gain(meter: Any, audio: np.ndarray, sr: int, offset_lu: float) -> float:
+def _balance_gain(meter: _Loudness, audio: np.ndarray, offset_lu: float) -> float:
     """Linear gain that brings ``audio`` to ``REFERENCE_LUFS + offset_lu`` (1 for silence or < 0.5 s)."""
-    if len(audio) < _MIN_LOUDNESS_S * sr:
-        return 1.0
-    with np.errstate(divide="ignore"):
-        loudness = float(meter.integrated_loudness(audio.astype(np.float64)))
+    loudness = meter(audio)
     if not math.isfinite(loudness):
         return 1.0
     gain_db = float(np.clip(REFERENCE_LUFS + offset_lu - loudness, -_MAX_GAIN_DB, _MAX_GAIN_DB))
     return float(10 ** (gain_db / 20))
+
+
+class _Loudness:
+    """ITU-R BS.1770-4 integrated loudness (K-weighting, 400 ms blocks with 75 % overlap, absolute
+    and relative gates), vectorised; the K-weighting filters are pyloudnorm's."""
+
+    def __init__(self, sr: int) -> None:
+        self.sr = sr
+        filters = pyloudnorm.Meter(sr)._filters.values()
+        self.sos = np.array([np.concatenate([f.b, f.a]) for f in filters])
+
+    def __call__(self, audio: np.ndarray) -> float:
+        hop = round(0.1 * self.sr)
+        n = len(audio) // hop
+        if len(audio) < _MIN_LOUDNESS_S * self.sr or n < 4:
+            return -math.inf
+        y = scipy.signal.sosfilt(self.sos, audio[: n * hop], axis=0)
+        hops = np.square(y).reshape(n, hop, -1).mean(axis=1).sum(axis=1)  # per 100 ms, channels summed
+        blocks = np.convolve(hops, np.ones(4) / 4, mode="valid")  # 400 ms blocks, 75 % overlap
+        with np.errstate(divide="ignore"):
+            level = -0.691 + 10 * np.log10(blocks)
+        gated = blocks[level > -70.0]
+        if not len(gated):
+            return -math.inf
+        relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+        gated = blocks[(level > -70.0) & (level > relative)]
+        return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
 def _fade(n: int) -> np.ndarray:

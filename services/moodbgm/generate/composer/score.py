@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -106,7 +107,7 @@ def fit_tempo(
     """
     if not (math.isfinite(length) and length > 0):
         raise ValueError(f"section length must be > 0, got {length}")
-    lo, nominal, hi = prof.tempo
+    _, nominal, hi = prof.tempo
     bpb = prof.beats_per_bar
     if last:
         body = length - RELEASE_S
@@ -137,13 +138,13 @@ def _fit(
     best: tuple[float, float, int] | None = None
     for n in range(n_min, n_max + 1):
         if rit:  # a tempo whose a-tempo length fits under `length` and whose rit. can reach it
-            t_fast = _bisect(lambda t, n=n: dur(n, t), lo, hi, length)
-            t_slow = _bisect(lambda t, n=n: longest(n, t), lo, hi, length)
+            t_fast = _bisect(partial(dur, n), lo, hi, length)
+            t_slow = _bisect(partial(longest, n), lo, hi, length)
             if dur(n, t_fast) > length + 1e-6 or longest(n, t_slow) < length - 1e-6:
                 continue
             t = min(max(nominal, t_fast), max(t_fast, t_slow))
         else:
-            t = _bisect(lambda t, n=n: dur(n, t), lo, hi, length)
+            t = _bisect(partial(dur, n), lo, hi, length)
             if abs(dur(n, t) - length) > 1e-6:
                 continue
         cost = abs(math.log(t / nominal))
@@ -181,7 +182,9 @@ def plan_sections(timeline: Timeline, duration: float, seed: int) -> tuple[Secti
             # too short for half a bar after alignment: the previous section carries on over it
             logger.debug("section %d (%s) is shorter than half a bar; merged", i, sec.emotion)
             prev = plans.pop()
-            plans.append(_plan(prev.index, prev.emotion, prev.target_start, target_end, plans, prev.tonic, last))
+            plans.append(
+                _plan(prev.index, prev.emotion, prev.target_start, target_end, plans, prev.tonic, last)
+            )
             continue
         rng = np.random.default_rng([seed, i, 1])
         if home is None:
@@ -248,10 +251,7 @@ def _phrase_plan(n_bars: int, prof: MoodProfile, rng: np.random.Generator) -> li
     bar, prev = 0, ""
     while bar < n_bars:
         k = len(out)
-        if k == 0 or k % 4 == 0:
-            kind = "statement"
-        else:
-            kind = str(rng.choice([v for v in VARIATIONS if v != prev]))
+        kind = "statement" if k % 4 == 0 else str(rng.choice([v for v in VARIATIONS if v != prev]))
         length = min(4 if kind == "episode" else span, n_bars - bar)
         out.append(_Phrase(kind, bar, length))
         bar, prev = bar + length, kind
@@ -301,9 +301,7 @@ def _bar_degrees(harmony: tuple[int, ...], rate: float, n_bars: int) -> list[int
     return [per_bar[b % len(per_bar)] for b in range(n_bars)]
 
 
-def layout(
-    plan: SectionPlan, prof: MoodProfile, theme: th.Theme, rng: np.random.Generator
-) -> Layout:
+def layout(plan: SectionPlan, prof: MoodProfile, theme: th.Theme, rng: np.random.Generator) -> Layout:
     """Phrases, chords, melody and bass line of one section (before pivot, pickup and cadence)."""
     n_bars, bpb, mode = len(plan.bars), plan.beats_per_bar, plan.mode
     chords: list[Chord] = []
@@ -401,7 +399,10 @@ def _with_ending(lay: Layout, plan: SectionPlan, style: str) -> Layout:
         line = (5, 3) if pre.symbol.upper().startswith("IV") else (4, 1)
         octave = 7 * round((prev - line[0]) / 7)
         half = bpb / 2
-        melody += [th.TNote(pen0, half, line[0] + octave), th.TNote(pen0 + half, bpb - half, line[1] + octave)]
+        melody += [
+            th.TNote(pen0, half, line[0] + octave),
+            th.TNote(pen0 + half, bpb - half, line[1] + octave),
+        ]
         prev = line[1] + octave
     final = 2 if pre.symbol.upper().startswith("IV") else 0
     final += 7 * round((prev - final) / 7)
@@ -455,14 +456,20 @@ def _realise_melody(
 
 def _pickup(notes: list[Note], plan: SectionPlan, nxt_first: int, nxt: SectionPlan) -> list[Note]:
     """Two eighths on the last beat, stepping up to the next section's first note in its key."""
-    scale = sorted(p for p in range(nxt_first - 14, nxt_first) if (p - nxt.tonic) % 12 in {s for s in th.SCALES[nxt.mode]})
+    scale = sorted(
+        p
+        for p in range(nxt_first - 14, nxt_first)
+        if (p - nxt.tonic) % 12 in {s for s in th.SCALES[nxt.mode]}
+    )
     steps = scale[-2:]
     start = plan.beats - 1.0
     kept = []
     for n in notes:
         if n.start >= start:
             continue
-        kept.append(Note(n.start, min(n.duration, start - n.start), n.pitch, n.velocity) if n.end > start else n)
+        kept.append(
+            Note(n.start, min(n.duration, start - n.start), n.pitch, n.velocity) if n.end > start else n
+        )
     vel = max(24, min(56, (kept[-1].velocity if kept else 44)))
     kept += [Note(start + 0.5 * i, 0.45, p, vel) for i, p in enumerate(steps)]
     return kept
@@ -518,9 +525,9 @@ def _bridge(plan: SectionPlan, lay: Layout, nxt: SectionPlan, nxt_lay: Layout) -
     if pc is None:
         return None
     start = float(plan.bar_starts[-1])
-    overhang_s = min(2.0, 0.75 * nxt.beats_per_bar * 60.0 / nxt.beat_tempo(0))
+    overhang_s = min(1.2, 0.5 * nxt.beats_per_bar * 60.0 / nxt.beat_tempo(0))
     overhang = overhang_s * plan.beat_tempo(plan.beats - 1) / 60.0
-    return Note(start, plan.beats - start + overhang, nearest_pitch(pc, 60), 50)
+    return Note(start, plan.beats - start + overhang, nearest_pitch(pc, 40), 50)  # below the pads
 
 
 def compose(timeline: Timeline, duration: float, options: GenerateOptions) -> Score:
@@ -562,7 +569,9 @@ def compose(timeline: Timeline, duration: float, options: GenerateOptions) -> Sc
             if role == "pad" and has_next:
                 bridge = _bridge(plan, lay, plans[k + 1], layouts[k + 1])
                 if bridge is not None:
-                    notes = _tidy([n for n in notes if n.pitch != bridge.pitch or n.end <= bridge.start] + [bridge])
+                    notes = _tidy(
+                        [n for n in notes if n.pitch != bridge.pitch or n.end <= bridge.start] + [bridge]
+                    )
             if not has_next:  # the closing chord ends with the piece
                 notes = _cut(notes, plan, duration)
             if notes:
@@ -580,7 +589,11 @@ def _cut(notes: list[Note], plan: SectionPlan, duration: float) -> list[Note]:
     last = len(plan.bars) - 1
     b0 = plan.bar_starts[last]
     end = b0 + (duration - plan.time(b0)) * plan.beat_tempo(b0) / 60.0
-    return [Note(n.start, min(n.duration, end - n.start), n.pitch, n.velocity) for n in notes if n.start < end - 0.02]
+    return [
+        Note(n.start, min(n.duration, end - n.start), n.pitch, n.velocity)
+        for n in notes
+        if n.start < end - 0.02
+    ]
 
 
 def _untangle_bridges(sections: list[SectionScore]) -> tuple[SectionScore, ...]:

@@ -48,13 +48,13 @@ _MAJOR = SCALES["major"]
 # emotion -> theme chord degree -> chord symbol replacing the mode's own triad (the colour of the
 # cue table's dissonance column: bII, the tritone bV and dim7 for the negative, high-arousal ones)
 CHORD_COLOURS: dict[str, dict[int, str]] = {
-    "anger": {1: "bII", 4: "bV", 6: "bVII"},
+    "anger": {1: "bII5", 4: "bV5", 6: "bVII5"},
     "fear": {1: "bII", 4: "viio7", 6: "viio7"},
     "disgust": {1: "bIImaj7", 3: "iv7", 6: "bVII"},
     "sadness": {3: "iv7", 6: "bVII"},
-    "neutral": {0: "Iadd9", 1: "ii7", 3: "IVmaj7", 4: "Vsus4", 5: "vi7"},
+    "neutral": {4: "Vsus4"},
     "joy": {6: "V"},
-    "surprise": {3: "bVI", 6: "bVII"},
+    "surprise": {3: "bVI"},
 }
 
 
