@@ -13,6 +13,7 @@ seventh counts +1.43, a tritone +0.45, a perfect fourth/fifth -1.24; a major or 
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,7 @@ def tempo_at(pm: pretty_midi.PrettyMIDI, t0: float, t1: float) -> float:
     ramp into the section does not pull it."""
     times, tempi = pm.get_tempo_changes()
     edges = np.append(times, np.inf)
-    w = np.array([max(0.0, min(b, t1) - max(a, t0)) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    w = np.array([max(0.0, min(b, t1) - max(a, t0)) for a, b in itertools.pairwise(edges)])
     if w.sum() <= 0:
         return float(tempi[-1])
     order = np.argsort(tempi)
@@ -167,7 +168,8 @@ def regularity_cv(parts: dict[str, list[pretty_midi.Note]], beat: float) -> floa
     """How steady the pulse is: the IOI coefficient of variation of each accompaniment part (not the
     pads, whose stabs follow the harmony, nor the melody, whose rhythm is the theme's), averaged with
     weights by note count. A part in even eighths scores 0, a long-short figure about 0.35, displaced
-    or uneven onsets more. Falls back to the melody, then to every part, when nothing else plays."""
+    or uneven onsets more. Falls back to the melody, then to every part, when nothing else plays.
+    ``parts`` should leave out the section's last bar, where a pickup run leads into the next one."""
     pulse = {k: v for k, v in parts.items() if k not in PADS and not any(m in k for m in MELODY_NAMES)}
     pulse = pulse or {k: v for k, v in parts.items() if k not in PADS} or parts
     cvs, weights = [], []
@@ -208,7 +210,9 @@ def score_features(pm: pretty_midi.PrettyMIDI, t0: float, t1: float, beats_per_b
         mean_pitch=float(np.mean([n.pitch for n in notes])) if notes else float("nan"),
         note_density=len(notes) / dur,
         articulation=articulation({k: v for k, v in parts.items() if k not in PADS} or parts, beat),
-        regularity_cv=regularity_cv(parts, beat),
+        regularity_cv=regularity_cv(
+            {k: [n for n in v if n.start < t1 - beats_per_bar * beat] for k, v in parts.items()}, beat
+        ),
         dissonance=dissonance(notes),
         melody_per_bar=len(melody) / bars,
         melody_pitch=float(np.mean([n.pitch for n in melody])) if melody else float("nan"),
