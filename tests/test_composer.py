@@ -56,14 +56,14 @@ def _third_weights(pm: pretty_midi.PrettyMIDI) -> tuple[float, float]:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_mode_from_pitch_class_statistics(seed: int) -> None:
-    for e in ("joy", "neutral"):
+    for e in ("joy", "neutral"):  # major; the others minor (anger, disgust with bII, fear harmonic)
         minor, major = _third_weights(midi_of(one(e), seed))
         assert major > 0.05 and major > 4 * minor, (e, minor, major)
     for e in ("sadness", "fear", "anger", "disgust"):
         minor, major = _third_weights(midi_of(one(e), seed))
         assert minor > 0.05 and minor > 3 * major, (e, minor, major)
-    minor, major = _third_weights(midi_of(one("surprise"), seed))  # modal mixture, both thirds
-    assert minor > 0.02 and major > 0.02
+    minor, major = _third_weights(midi_of(one("surprise"), seed))  # Lydian: major
+    assert major > 0.05 and major > 2 * minor
 
 
 def test_density_follows_arousal() -> None:
@@ -207,7 +207,8 @@ def test_fill_and_pickup_before_each_change() -> None:
         mel = next(p for p in sec.parts if p.role == "melody").notes
         pickup = [n for n in mel if n.start >= sec.plan.beats - 1.05]
         first = next(p for p in nxt.parts if p.role == "melody").notes[0]
-        assert len(pickup) == 2 and pickup[0].pitch < pickup[1].pitch < first.pitch <= pickup[1].pitch + 2
+        assert len(pickup) == 2 and pickup[0].pitch < pickup[1].pitch
+        assert (first.pitch - pickup[1].pitch) % 12 in (1, 2)  # a step below the next note
     # a pad tone common to both chords is held over the change
     pad = next(p for p in score.sections[0].parts if p.role == "pad")
     assert any(n.end > score.sections[0].plan.beats for n in pad.notes)
@@ -277,7 +278,7 @@ def test_theme_transforms_hand_checked() -> None:
     # the theme's chords change mode with the emotion: IV in joy, iv7 in sadness, the tritone bV5 in anger
     assert th.chord_for(3, "major", "joy").pitch_classes(0) == (5, 9, 0)
     assert th.chord_for(3, "minor", "sadness").pitch_classes(0) == (5, 8, 0, 3)
-    assert th.chord_for(4, "phrygian", "anger").pitch_classes(0) == (6, 1)
+    assert th.chord_for(4, "minor", "anger").pitch_classes(0) == (6, 1)
 
 
 def test_theme_from_the_seed() -> None:

@@ -13,13 +13,13 @@ slow-moderate, major, soft, legato. Surprise (sudden change, wide leaps, syncopa
 
 | emotion  | BPM     | mode        | height  | level   | artic.      | bright | rhythm      | dissonance    |
 |----------|---------|-------------|---------|---------|-------------|--------|-------------|---------------|
-| anger    | 140-164 | Phrygian    | low C4  | +1.0 LU | marcato .5  | bright | regular     | high: bII, bV |
+| anger    | 140-164 | minor, bII  | low C4  | +1.0 LU | marcato .5  | bright | syncopated  | high: bII, bV |
 | disgust  | 74-86   | Phrygian    | low A3  | -0.5 LU | detached .7 | dark   | irregular   | high: m7, bII |
 | fear     | 103-121 | harm. minor | high C6 | 0 LU    | tremolo .6  | mid    | irregular   | high: dim7    |
 | joy      | 110-130 | major       | high E5 | +0.5 LU | staccato .3 | bright | regular     | low           |
 | neutral  | 85-99   | major       | mid G4  | -0.5 LU | legato .95  | mid    | regular     | low: triads   |
 | sadness  | 59-69   | minor       | low A3  | -1.0 LU | legato 1    | dark   | even (slow) | mid: m7       |
-| surprise | 121-143 | Lydian      | high G5 | +0.5 LU | staccato .4 | bright | syncopated  | mid: II, bVI  |
+| surprise | 121-143 | major, II   | high G5 | +0.5 LU | staccato .4 | bright | syncopated  | mid: II, sus4 |
 
 Rhythm: irregular = displaced and dropped hits, 5/4 for disgust; dissonance: the chords that carry
 it, plus a semitone cluster in the pad of the "high" ones.
@@ -99,13 +99,13 @@ CUES: dict[str, Cues] = {
     c.emotion: c
     for c in (
         #    emotion     BPM  mode              height loud  artic brightness regularity dissonance
-        Cues("anger",    152, "phrygian",        60,  1.0, 0.50, "high", "high", "high"),
+        Cues("anger",    152, "minor",           60,  1.0, 0.50, "high", "mid",  "high"),
         Cues("disgust",   80, "phrygian",        57, -0.5, 0.70, "low",  "low",  "high"),
         Cues("fear",     112, "harmonic_minor",  84,  0.0, 0.60, "mid",  "low",  "high"),
         Cues("joy",      120, "major",           76,  0.5, 0.30, "high", "high", "low"),
         Cues("neutral",   92, "major",           67, -0.5, 0.95, "mid",  "high", "low"),
         Cues("sadness",   64, "minor",           57, -1.0, 1.00, "low",  "mid",  "mid"),
-        Cues("surprise", 132, "lydian",          79,  0.5, 0.40, "high", "mid",  "mid"),
+        Cues("surprise", 132, "major",           79,  0.5, 0.40, "high", "mid",  "mid"),
     )
 }  # fmt: skip
 
@@ -194,7 +194,7 @@ PROFILES: dict[str, MoodProfile] = {
         ),
         MoodProfile(
             "surprise", 4,
-            (("I", "II", "V", "I"), ("I", "bVI", "V", "I"), ("I", "II", "vi", "V"),
+            (("I", "II", "V", "I"), ("I", "vi", "II", "V"), ("I", "II", "vi", "V"),
              ("IV", "II", "V", "I"), ("I", "Vsus4", "II", "V")),
             2.0, ("leaps", "broken", "updown"), ("syncopated", "octaves"),
             "stabs", "syncopated", 7, 84, 1.0, 12, 0.3, (0, 7, 2, 5),

@@ -455,7 +455,8 @@ def _realise_melody(
 
 
 def _pickup(notes: list[Note], plan: SectionPlan, nxt_first: int, nxt: SectionPlan) -> list[Note]:
-    """Two eighths on the last beat, stepping up to the next section's first note in its key."""
+    """Two eighths on the last beat, stepping up to the next section's first note (its pitch class)
+    in the next key."""
     scale = sorted(
         p
         for p in range(nxt_first - 14, nxt_first)
@@ -471,6 +472,9 @@ def _pickup(notes: list[Note], plan: SectionPlan, nxt_first: int, nxt: SectionPl
             Note(n.start, min(n.duration, start - n.start), n.pitch, n.velocity) if n.end > start else n
         )
     vel = max(24, min(56, (kept[-1].velocity if kept else 44)))
+    if kept:  # in this section's register, nearest its last note: the pitch classes lead on
+        octave = 12 * round((kept[-1].pitch - steps[-1]) / 12)
+        steps = [p + octave for p in steps]
     kept += [Note(start + 0.5 * i, 0.45, p, vel) for i, p in enumerate(steps)]
     return kept
 
@@ -524,7 +528,7 @@ def _bridge(plan: SectionPlan, lay: Layout, nxt: SectionPlan, nxt_lay: Layout) -
     pc = keys.common_tone(a, b, keys.scale_pcs(plan.tonic, plan.mode) & keys.scale_pcs(nxt.tonic, nxt.mode))
     if pc is None:
         return None
-    start = float(plan.bar_starts[-1])
+    start = float(plan.beats - 1)  # from the last beat
     overhang_s = min(1.2, 0.5 * nxt.beats_per_bar * 60.0 / nxt.beat_tempo(0))
     overhang = overhang_s * plan.beat_tempo(plan.beats - 1) / 60.0
     return Note(start, plan.beats - start + overhang, nearest_pitch(pc, 40), 50)  # below the pads
@@ -613,7 +617,7 @@ def _untangle_bridges(sections: list[SectionScore]) -> tuple[SectionScore, ...]:
                         t_clash = nxt.plan.time(min(clash))
                         # beats of this section (extrapolated at its last tempo) up to the clash
                         beats = plan.beats + (t_clash - plan.end) * plan.beat_tempo(plan.beats - 1) / 60.0
-                        end = max(float(plan.beats), beats - 0.05)
+                        end = min(n.end, max(float(plan.beats), beats - 0.05))
                         n = Note(n.start, end - n.start, n.pitch, n.velocity)
                 notes.append(n)
             new_parts.append(Part(part.role, part.program, part.volume, tuple(notes)))

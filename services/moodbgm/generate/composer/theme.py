@@ -54,7 +54,7 @@ CHORD_COLOURS: dict[str, dict[int, str]] = {
     "sadness": {3: "iv7", 6: "bVII"},
     "neutral": {4: "Vsus4"},
     "joy": {6: "V"},
-    "surprise": {3: "bVI"},
+    "surprise": {1: "II", 5: "II"},  # the raised 4th of Lydian, as II
 }
 
 
