@@ -1,5 +1,7 @@
 """Score samples in every style (``make bench-music``): one full run per sample, then the other styles
-re-use its transcript, emotions and timeline (only generate, mix, mux and report run again)."""
+re-use its transcript, emotions and timeline. The music is always made afresh (generate, mix, mux and
+report run again): a stage's key holds its options, not the code, so a kept ``bgm.wav`` could be an
+older composer's."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def run_styles(samples: Sequence[Path], out_root: Path, styles: Sequence[str] = 
             root = out_root / f"{sample.stem}-{style}"
             if first is not None and not (root / "job.json").exists():
                 shutil.copytree(first, root, ignore=shutil.ignore_patterns(*REDONE, ".*"))
+            for name in REDONE:
+                (root / name).unlink(missing_ok=True)
             options = JobOptions(style=style, seed=settings.seed)
             log.info("%s: %s", root, style)
             run_job(create_job(root, sample, options), models)
