@@ -252,11 +252,11 @@ STYLE_INSTRUMENTS: dict[str, Instrumentation] = {
 # emotion -> style -> part overrides
 EMOTION_COLOURS: dict[str, dict[str, dict[str, int]]] = {
     "joy": {"cinematic": {"arp": 46}, "lofi": {"arp": 26}, "acoustic": {"arp": 25}},
-    "sadness": {
-        "cinematic": {"pad": 49, "arp": 0, "melody": 42},
-        "lofi": {"pad": 4, "arp": 0},
-        "electronic": {"pad": 94, "arp": 88},
-        "acoustic": {"pad": 49, "arp": 0, "melody": 42},
+    "sadness": {  # dark: soft sustained timbres, few upper partials
+        "cinematic": {"pad": 89, "arp": 89, "melody": 73},
+        "lofi": {"pad": 4, "arp": 89, "melody": 73},
+        "electronic": {"pad": 89, "arp": 89, "melody": 73},
+        "acoustic": {"pad": 89, "arp": 48, "melody": 73},
     },
     "anger": {
         "cinematic": {"pad": 61, "arp": 42, "kit": 16},
@@ -264,13 +264,13 @@ EMOTION_COLOURS: dict[str, dict[str, dict[str, int]]] = {
         "electronic": {"pad": 81, "arp": 30},
         "acoustic": {"pad": 30, "arp": 30, "kit": 16},
     },
-    "fear": {
-        "cinematic": {"pad": 44, "arp": 45},
-        "lofi": {"pad": 44, "arp": 11},
-        "electronic": {"pad": 95, "arp": 45},
-        "acoustic": {"pad": 44, "arp": 45},
+    "fear": {  # tremolo strings, pizzicato, a thin high violin line
+        "cinematic": {"pad": 44, "arp": 45, "melody": 40},
+        "lofi": {"pad": 44, "arp": 11, "melody": 40},
+        "electronic": {"pad": 95, "arp": 45, "melody": 81},
+        "acoustic": {"pad": 44, "arp": 45, "melody": 40},
     },
-    "surprise": {"cinematic": {"arp": 8, "pad": 45}, "lofi": {"arp": 11}, "acoustic": {"arp": 45}},
+    "surprise": {"cinematic": {"arp": 8, "pad": 61}, "lofi": {"arp": 11}, "acoustic": {"arp": 45}},
     "disgust": {
         "cinematic": {"pad": 50, "arp": 42},
         "lofi": {"pad": 50, "arp": 32},

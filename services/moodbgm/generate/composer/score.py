@@ -418,6 +418,8 @@ def _with_pivot(lay: Layout, plan: SectionPlan, nxt: SectionPlan) -> Layout:
     pivot = keys.pivot_chord((plan.tonic, plan.mode), (nxt.tonic, nxt.mode))
     if pivot is None or len(plan.bars) < 2:
         return lay
+    if pivot.symbol == "V/new" and len(plan.bars) < 8:  # a foreign dominant would blur a short section's key
+        return lay
     chords = (*lay.chords[:-1], pivot)
     last0 = float(plan.bar_starts[-1])
     bass = tuple(b for b in lay.bass if b[0] < last0)  # the pivot's root in the bass
