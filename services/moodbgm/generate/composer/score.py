@@ -107,14 +107,17 @@ def fit_tempo(
     """
     if not (math.isfinite(length) and length > 0):
         raise ValueError(f"section length must be > 0, got {length}")
-    _, nominal, hi = prof.tempo
+    lo, nominal, hi = prof.tempo
     bpb = prof.beats_per_bar
     if last:
         body = length - RELEASE_S
         final_tempo = min(nominal, bpb * 60.0 / RELEASE_S)  # the held chord lasts past the end
-        if body < bpb * 30.0 / hi:  # no room before the closing chord
-            tempo = min(nominal, bpb * 60.0 / length)
-            return tempo, 1, section_tempi(1, bpb, tempo, ramp_from) if ramp_from else ()
+        if body < bpb * 30.0 / hi:  # no room before the closing chord: it covers the section
+            n = max(1, math.ceil(length * lo / 60.0 / bpb - 1e-9))
+            while _seconds(section_tempi(n, bpb, lo, ramp_from)) < length:
+                n += 1
+            tempi = section_tempi(n, bpb, lo, ramp_from)
+            return lo, n, tempi if any(abs(t - lo) > 1e-9 for t in tempi) else ()
         tempo, n, tempi = _fit(body, prof, ramp_from, rit=True)
         tempi = (tempi or (tempo,) * (n * bpb)) + (min(tempo, final_tempo),) * bpb
         return tempo, n + 1, tempi
