@@ -361,9 +361,7 @@ def layout(plan: SectionPlan, prof: MoodProfile, theme: th.Theme, rng: np.random
         if total >= 3 and k == 0 and rng.random() < 0.7:
             layers.add("drums_light")  # intro: kick only
         elif 0 < k < total - 1 and rng.random() < 0.15:
-            layers -= {"drums", "bass"}  # breakdown
-        if ph.kind == "counter":
-            layers.discard("arp")
+            layers.discard("drums")  # breakdown (the level under speech stays steady: bass and arp go on)
         phrases.append(
             parts.Phrase(
                 ph.first_bar, ph.n_bars, progression, frozenset(layers),
