@@ -277,7 +277,12 @@ EMOTION_COLOURS: dict[str, dict[str, dict[str, int]]] = {
         "electronic": {"pad": 95, "arp": 38},
         "acoustic": {"pad": 50, "arp": 43},
     },
-    "neutral": {"cinematic": {"pad": 89, "arp": 46}, "electronic": {"pad": 89}, "acoustic": {"arp": 24}},
+    "neutral": {
+        "cinematic": {"pad": 89, "arp": 46},
+        "lofi": {"pad": 89},
+        "electronic": {"pad": 89},
+        "acoustic": {"arp": 24},
+    },
 }
 
 STYLE_GROOVES: dict[str, Groove] = {
