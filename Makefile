@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAMPLE := samples/demo.mp4
+SAMPLE2 := samples/storm.mp4
 DEMO_OUT ?= out/demo
 
-.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-serve bench-gpu lora-smoke up down clean sample
+.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-serve bench-music bench-gpu lora-smoke up down clean sample
 
 setup: system $(STAMP)
 
@@ -51,6 +52,13 @@ bench: sample
 
 bench-serve: sample
 	$(PY) -m devtools.bench --only serve --sample $(SAMPLE) -o bench-results/bench-serve.json
+
+# the music evaluator (issue 12): the demo and a second arc, every style; JSON + one figure per job
+bench-music: sample
+	@test -f $(SAMPLE2) || $(PY) -m devtools.sample $(SAMPLE2) --arc storm
+	$(PY) -m devtools.music_eval --bench --samples $(SAMPLE) $(SAMPLE2) --out-root out/music \
+		-o bench-results/music.json --figures bench-results; rc=$$?; \
+		cp bench-results/music-demo-cinematic.png bench-results/music-demo.png; exit $$rc
 
 bench-gpu: setup
 	$(PY) services/devtools/bench_riffusion_gpu.py --out bench-results/gpu.json

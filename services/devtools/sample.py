@@ -13,7 +13,10 @@ emotions, cut times, stem paths) is returned as ``SampleInfo`` and written to ``
 the video; the stems (mono float WAVs at 48 kHz whose sum is the soundtrack on both channels) go to
 ``<name>.stems/``.
 
-Run: ``python -m devtools.sample OUT.mp4 [--duration-scale F] [--seed N]``.
+``arc`` picks the order of the parts: ``demo`` (above) or ``storm`` (sadness -> fear -> anger ->
+neutral -> surprise -> joy), a second arc for the music benchmark.
+
+Run: ``python -m devtools.sample OUT.mp4 [--duration-scale F] [--seed N] [--arc demo|storm]``.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ _SCRIPT: tuple[tuple[str, str, int, int, tuple[str, ...]], ...] = (
     )),
 )
 # fmt: on
+
+ARCS: dict[str, tuple[int, ...]] = {"demo": (0, 1, 2, 3, 4, 5, 6), "storm": (4, 3, 5, 0, 2, 1)}
+"""Orders of the script's parts (indices into ``_SCRIPT``)."""
 
 # scene colours (top-left, bottom-right) of the gradients; a cut falls in the pause before these parts
 _SCENES: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
@@ -219,9 +225,10 @@ def speak(text: str, voice: str, speed: int, pitch: int, sample_rate: int = SAMP
     return audio[loud[0] : loud[-1] + 1]
 
 
-def _script(scale: float) -> list[tuple[int, str, str, int, int, str]]:
+def _script(scale: float, arc: str = "demo") -> list[tuple[int, str, str, int, int, str]]:
     """The first sentences of the script for ``scale``: (part, emotion, voice, speed, pitch, text)."""
-    flat = [(i, emo, v, s, p, t) for i, (emo, v, s, p, texts) in enumerate(_SCRIPT) for t in texts]
+    parts = [_SCRIPT[k] for k in ARCS[arc]]
+    flat = [(i, emo, v, s, p, t) for i, (emo, v, s, p, texts) in enumerate(parts) for t in texts]
     n = max(1, min(len(flat), round(len(flat) * scale)))
     return flat[:n]
 
@@ -350,7 +357,7 @@ def _encode(out: Path, audio_wav: Path, cut_frames: Sequence[int], n_frames: int
 # ---------------------------------------------------------------- assembly
 
 
-def make_sample(out: Path, *, scale: float = 1.0, seed: int = 0) -> SampleInfo:
+def make_sample(out: Path, *, scale: float = 1.0, seed: int = 0, arc: str = "demo") -> SampleInfo:
     """Write the demo video ``out`` (.mp4), ``<stem>.json`` and ``<stem>.stems/``; return what it holds.
 
     ``scale < 1`` keeps only the first ``round(N * scale)`` sentences (at least one) for quick tests.
@@ -358,9 +365,11 @@ def make_sample(out: Path, *, scale: float = 1.0, seed: int = 0) -> SampleInfo:
     """
     if not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1], got {scale}")
+    if arc not in ARCS:
+        raise ValueError(f"unknown arc {arc!r}; expected one of {', '.join(ARCS)}")
     out = Path(out)
     sr = SAMPLE_RATE
-    script = _script(scale)
+    script = _script(scale, arc)
     log.info("speaking %d sentences", len(script))
 
     clips: list[np.ndarray] = []
@@ -443,11 +452,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="output video (.mp4)")
     parser.add_argument("--duration-scale", type=float, default=1.0, help="fraction of the script, (0, 1]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arc", choices=tuple(ARCS), default="demo", help="order of the emotional parts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not 0 < args.duration_scale <= 1:
         parser.error("--duration-scale must be in (0, 1]")
-    info = make_sample(args.out, scale=args.duration_scale, seed=args.seed)
+    info = make_sample(args.out, scale=args.duration_scale, seed=args.seed, arc=args.arc)
     print(f"{info.video} ({info.duration:.1f} s, {len(info.lines)} sentences, cuts {list(info.cuts)})")
     return 0
 

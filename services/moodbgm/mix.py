@@ -2,7 +2,10 @@
 block-wise file driver built on them).
 
 1. The music is ducked under speech: a control-rate (100 Hz) gain curve from the speech spans, started
-   ``lookahead_ms`` before each span, smoothed with attack/release (``duck_curve``, ``duck_gain``).
+   ``lookahead_ms`` before each span (``duck_curve``, ``duck_gain``). Pauses shorter than ``hold_ms``
+   are held down (a swell in every breath between phrases is the "pumping" a listener notices); after a
+   longer pause the music comes back with an S-shaped release (two cascaded one-pole stages of
+   ``release_ms / 2``, so it starts gently instead of jumping up), and goes down with ``attack_ms``.
 2. The music bed is set ``music_level_db`` LU relative to the voice's loudness (in the gaps; under
    speech it is a further ``duck_db`` lower). The voice is full band, never filtered; outside the
    speech spans (padded by ``gate_pad_ms``) it is gated down by ``gate_db``, because what the voice
@@ -56,8 +59,9 @@ Span = tuple[float, float]
 class MixOptions:
     duck_db: float = 11.0  # music reduction under speech
     attack_ms: float = 50.0  # time constant of the duck going down
-    release_ms: float = 400.0  # time constant of the music coming back
+    release_ms: float = 600.0  # time constant of the music coming back (two stages of half each)
     lookahead_ms: float = 120.0  # the duck starts this long before speech
+    hold_ms: float = 1200.0  # pauses shorter than this keep the music down (no pumping)
     music_level_db: float = -7.0  # bed loudness relative to the voice (LU); -18 LU under speech
     target_lufs: float = -16.0
     true_peak_db: float = -1.0
@@ -74,6 +78,8 @@ class MixOptions:
                 raise ValueError(f"MixOptions: {name} must be in (0, 5000], got {getattr(self, name)}")
         if not 0.0 <= self.lookahead_ms <= 2000.0:
             raise ValueError(f"MixOptions: lookahead_ms must be in [0, 2000], got {self.lookahead_ms}")
+        if not 0.0 <= self.hold_ms <= 5000.0:
+            raise ValueError(f"MixOptions: hold_ms must be in [0, 5000], got {self.hold_ms}")
         if not -40.0 <= self.music_level_db <= 20.0:
             raise ValueError(f"MixOptions: music_level_db must be in [-40, 20], got {self.music_level_db}")
         if not -40.0 <= self.target_lufs <= -5.0:
@@ -115,9 +121,23 @@ def duck_curve(speech: Sequence[Span], n_samples: int, sample_rate: int, options
     hop = sample_rate // CONTROL_RATE
     frames = n_samples // hop + 2
     ahead = options.lookahead_ms / 1000.0
-    early = [(max(0.0, s - ahead), e) for s, e in speech]
-    target = np.where(spans_to_mask(early, frames, CONTROL_RATE), -options.duck_db, 0.0)
-    return _smooth(target, down_ms=options.attack_ms, up_ms=options.release_ms)
+    held = _bridge([(max(0.0, s - ahead), e) for s, e in speech], options.hold_ms / 1000.0)
+    target = np.where(spans_to_mask(held, frames, CONTROL_RATE), -options.duck_db, 0.0)
+    half = options.release_ms / 2
+    once = _smooth(target, down_ms=options.attack_ms, up_ms=half)
+    # the second stage only shapes the release; going down it follows the first at once
+    return np.minimum(_smooth(once, down_ms=1.0, up_ms=half), once)
+
+
+def _bridge(spans: Sequence[Span], hold: float) -> list[Span]:
+    """The spans with every gap shorter than ``hold`` filled."""
+    out: list[Span] = []
+    for s, e in sorted(spans):
+        if out and s - out[-1][1] < hold:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
 
 
 def gate_curve(speech: Sequence[Span], n_samples: int, sample_rate: int, options: MixOptions) -> np.ndarray:

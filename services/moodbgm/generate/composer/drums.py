@@ -1,7 +1,9 @@
 """Drum grooves on a 16th-note grid, with per-phrase variants, fills and style kit mapping (pure).
 
 Patterns are strings, one character a 16th: ``x`` accent, ``o`` normal, ``-`` ghost, ``.`` rest.
-A 4/4 pattern has 16 steps, the 5/4 ``uneven`` groove 20; shorter bars cut the pattern.
+A 4/4 pattern has 16 steps, the 5/4 ``uneven`` groove 20. Crash cymbals only mark structural
+downbeats (the first bar of a section); grooves of the irregular emotions (fear) drop and displace
+hits at random; the piece's last bar is a single soft hit under the closing chord.
 GM drum notes: 36 kick, 37 side stick, 38 snare, 39 clap, 41/43/45/47/48/50 toms low..high,
 42 closed hat, 46 open hat, 49 crash, 51 ride, 70 maracas.
 """
@@ -61,7 +63,11 @@ def drums(ctx: SectionContext, groove: Groove, rng: np.random.Generator) -> list
         ph = ctx.phrase_of(bar)
         if "drums" not in ph.layers:
             continue
+        if ctx.is_final_bar(bar):
+            notes.append(Note(b0, 1.0, 36, ctx.vel(0.7, rng, 3)))
+            continue
         light = "drums_light" in ph.layers
+        irregular = p.cues.regularity == "low" and p.drums != "uneven"
         pattern = dict(variants[ph.drum_variant % len(variants)])
         if groove.four_on_floor and p.drums in ("backbeat", "driving", "syncopated", "soft"):
             pattern[36] = "x...x...x...x..."
@@ -77,8 +83,14 @@ def drums(ctx: SectionContext, groove: Groove, rng: np.random.Generator) -> list
                 continue
             for step in range(min(steps, fill_from)):
                 ch = line[step % len(line)]
-                if ch != ".":
-                    notes.append(Note(b0 + step / 4, 0.25, drum, ctx.vel(_LEVEL[ch] * 0.9, rng, 5)))
+                if ch == "." or drum == 49:
+                    continue
+                pos = step
+                if irregular and step and rng.random() < 0.3:
+                    if rng.random() < 0.5:
+                        continue  # a dropped hit
+                    pos = min(step + 1, steps - 1)  # displaced by a 16th
+                notes.append(Note(b0 + pos / 4, 0.25, drum, ctx.vel(_LEVEL[ch] * 0.9, rng, 5)))
         if fill_from < steps:
             notes += _fill(b0, fill_from, steps, ctx, rng)
         if bar == 0 and plan.index > 0 and not light:

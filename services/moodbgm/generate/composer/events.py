@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 ROLES: tuple[str, ...] = ("pad", "bass", "arp", "melody", "drums")
 CHANNELS: dict[str, int] = {"pad": 0, "bass": 1, "arp": 2, "melody": 3, "drums": 9}
@@ -38,8 +39,10 @@ class SectionPlan:
     """Where a section sits in time and its musical frame.
 
     ``start``/``end`` are where the music actually changes (on bar lines); ``target_start``/
-    ``target_end`` are the timeline's times. ``bars`` lists bar lengths in beats; only the last may be
-    shorter than ``beats_per_bar``.
+    ``target_end`` are the timeline's times. ``bars`` lists bar lengths in beats (all whole bars).
+    ``tempo`` is the section's tempo; ``tempi``, when given, is the tempo of every beat (a ramp from
+    the previous section's tempo over the first bar, a ritardando into the final chord), and beat
+    times follow it. Beats past the end (notes that bridge into the next section) keep the last tempo.
     """
 
     index: int
@@ -53,6 +56,7 @@ class SectionPlan:
     start_beat: int  # beats before this section, for the MIDI tick grid
     tonic: int  # pitch class 0..11
     mode: str
+    tempi: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tempo) and self.tempo > 0):
@@ -61,6 +65,10 @@ class SectionPlan:
             raise ValueError(f"section {self.index}: bad bar lengths {self.bars}")
         if not 0 <= self.tonic < 12:
             raise ValueError(f"section {self.index}: tonic must be a pitch class, got {self.tonic}")
+        if self.tempi and (
+            len(self.tempi) != self.beats or not all(math.isfinite(t) and t > 0 for t in self.tempi)
+        ):
+            raise ValueError(f"section {self.index}: tempi must give one tempo > 0 per beat")
 
     @property
     def beats(self) -> int:
@@ -70,9 +78,24 @@ class SectionPlan:
     def seconds_per_beat(self) -> float:
         return 60.0 / self.tempo
 
+    def beat_tempo(self, beat: int) -> float:
+        """The tempo of beat ``beat`` (0-based)."""
+        if not self.tempi:
+            return self.tempo
+        return self.tempi[min(max(beat, 0), len(self.tempi) - 1)]
+
+    @cached_property
+    def _beat_times(self) -> tuple[float, ...]:
+        """Seconds from the section start of every beat 0..beats."""
+        out, t = [0.0], 0.0
+        for b in range(self.beats):
+            t += 60.0 / self.beat_tempo(b)
+            out.append(t)
+        return tuple(out)
+
     @property
     def duration(self) -> float:
-        return self.beats * self.seconds_per_beat
+        return self._beat_times[-1]
 
     @property
     def end(self) -> float:
@@ -80,7 +103,11 @@ class SectionPlan:
 
     def time(self, beat: float) -> float:
         """Seconds from the start of the piece of ``beat`` (beats from this section's start)."""
-        return self.start + beat * self.seconds_per_beat
+        times = self._beat_times
+        if beat >= self.beats:
+            return self.start + times[-1] + (beat - self.beats) * 60.0 / self.beat_tempo(self.beats - 1)
+        i = max(0, math.floor(beat))
+        return self.start + times[i] + (beat - i) * 60.0 / self.beat_tempo(i)
 
     @property
     def bar_starts(self) -> tuple[int, ...]:

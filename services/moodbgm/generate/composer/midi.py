@@ -1,7 +1,7 @@
 """Score -> standard MIDI file (type 1) bytes, via mido.
 
-Track 0 holds the conductor: one tempo, time signature, key signature and marker (the emotion) at the
-start of every section, and a time signature for a shorter last bar. Each part has its own track and
+Track 0 holds the conductor: tempo, time signature, key signature and marker (the emotion) at the
+start of every section, and a tempo on every beat of a ramp or ritardando. Each part has its own track and
 channel (drums on channel 10); every section starts with its program change (the kit for drums),
 volume (CC7) and reverb send (CC91), so the file opens in any DAW with the right sounds.
 """
@@ -49,11 +49,19 @@ def score_to_midi(score: Score) -> bytes:
             (t0, 2, mido.MetaMessage("key_signature", key=key_name(plan.tonic, plan.mode))),
             (t0, 3, mido.MetaMessage("marker", text=f"{plan.index}: {plan.emotion}")),
         ]
-        if len(plan.bars) > 1 and plan.bars[-1] != plan.bars[0]:
-            tick = (plan.start_beat + plan.bar_starts[-1]) * PPQ
-            conductor.append(
-                (tick, 1, mido.MetaMessage("time_signature", numerator=plan.bars[-1], denominator=4))
-            )
+        previous = plan.tempo
+        for beat, bpm in enumerate(plan.tempi):
+            if beat == 0:
+                conductor[-4] = (t0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+            elif abs(bpm - previous) > 1e-9:
+                conductor.append(
+                    (
+                        (plan.start_beat + beat) * PPQ,
+                        0,
+                        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)),
+                    )
+                )
+            previous = bpm
         for part in sec.parts:
             ch = CHANNELS[part.role]
             events = per_role[part.role]

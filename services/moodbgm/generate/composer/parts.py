@@ -1,19 +1,22 @@
-"""Pitched parts of one section: bass, pad, arpeggio and a sparse melody (pure, seeded).
+"""Accompaniment of one section: bass, pad and arpeggio (pure, seeded).
 
-Every function takes a ``SectionContext`` (the section's plan, its chords bar by bar, its phrases)
-and the section's ``numpy`` Generator, and returns notes in beats from the section start. Variation
-comes per phrase (4-8 bars): a new progression, revoicing, another arpeggio shape or bass pattern,
-and a melodic motif that is transposed, inverted or rested, so long sections do not loop.
+Every function takes a ``SectionContext`` (the section's plan, its chords bar by bar, its phrases,
+the theme's bass line) and the section's ``numpy`` Generator, and returns notes in beats from the
+section start. The bass plays the theme's bass line in the emotion's rhythm pattern; the pad holds,
+stabs (staccato emotions) or swells in re-struck tremolo (fear); the arpeggio follows the cue
+table's articulation. Variation comes per phrase: revoicing, another arpeggio shape or bass pattern.
+The melody is the theme itself (``score``). In the final section the last bar holds the tonic chord.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from moodbgm.generate.composer.events import Note, SectionPlan
-from moodbgm.generate.composer.harmony import Chord, nearest_pitch, pitches_of, scale_pitches, voice_chord
+from moodbgm.generate.composer.harmony import Chord, nearest_pitch, pitches_of, voice_chord
 from moodbgm.generate.composer.mapping import MoodProfile
 
 
@@ -26,6 +29,7 @@ class Phrase:
     arp_shape: str
     bass_pattern: str
     drum_variant: int
+    kind: str = "statement"  # how the theme appears (score.VARIATIONS)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,18 @@ class SectionContext:
     chords: tuple[Chord, ...]  # one per bar
     phrases: tuple[Phrase, ...]
     has_next: bool  # a section follows: end with a fill
+    bass_line: tuple[tuple[float, float, int], ...] = ()  # (start, end, pitch class) in beats
+    final: bool = False  # the piece's last section: its last bar is the closing chord, held
+
+    def line_pc(self, pos: float) -> int | None:
+        """The bass line's pitch class sounding at beat ``pos``, if any."""
+        for start, end, pc in self.bass_line:
+            if start - 1e-9 <= pos < end - 1e-9:
+                return pc
+        return None
+
+    def is_final_bar(self, bar: int) -> bool:
+        return self.final and bar == len(self.plan.bars) - 1
 
     def phrase_of(self, bar: int) -> Phrase:
         for ph in self.phrases:
@@ -69,7 +85,7 @@ def bass(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
         root = _clip_register(nearest_pitch(ctx.bar_pcs(bar)[0], centre), 26, 50)
         fifth = root + 7 if root + 7 <= 50 else root - 5
         octave = root + 12 if root + 12 <= 55 else root
-        pattern = ph.bass_pattern
+        pattern = "whole" if ctx.is_final_bar(bar) else ph.bass_pattern
         steps: list[tuple[float, float, int, float]]  # (pos, len, pitch, accent)
         if pattern == "whole":
             steps = [(0.0, float(blen), root, 1.0)]
@@ -113,8 +129,17 @@ def bass(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
             nxt = _clip_register(nearest_pitch(ctx.bar_pcs(bar + 1)[0], root), 26, 50)
             approach = nxt + (1 if rng.random() < 0.5 else -1) if nxt != root else fifth
             steps = [s for s in steps if s[0] < blen - 1] + [(blen - 1.0, 1.0, approach, 0.85)]
+        if pattern in ("whole", "half"):  # slow patterns take the line's own rhythm
+            line = [(s0 - b0, e0 - s0, pc) for s0, e0, pc in ctx.bass_line if b0 - 1e-9 <= s0 < b0 + blen]
+            if line and not ctx.is_final_bar(bar):
+                steps = [(x, ln, _clip_register(nearest_pitch(pc, root), 26, 50), 1.0 if x == 0 else 0.85)
+                         for x, ln, pc in line]  # fmt: skip
+        legato = 1.0 if ctx.is_final_bar(bar) else p.legato
         for pos, length, pitch, accent in steps:
-            dur = max(0.1, min(length, blen - pos) * (0.92 if p.legato > 0.9 else max(p.legato, 0.45)))
+            pc = ctx.line_pc(b0 + pos)
+            if pc is not None and pitch % 12 == root % 12 and pc != root % 12:
+                pitch = _clip_register(nearest_pitch(pc, root), 26, 50)  # the theme's bass line
+            dur = max(0.1, min(length, blen - pos) * (0.92 if legato > 0.9 else max(legato, 0.35)))
             notes.append(Note(b0 + pos, dur, pitch, ctx.vel(accent, rng)))
     return notes
 
@@ -132,7 +157,8 @@ def pad(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
         while (
             bar + run < min(len(plan.bars), ph.first_bar + ph.n_bars)
             and ctx.chords[bar + run] == ctx.chords[bar]
-            and p.pad_style != "stabs"
+            and p.pad_style not in ("stabs", "tremolo")
+            and not ctx.is_final_bar(bar + run)
         ):
             run += 1
         start = plan.bar_starts[bar]
@@ -141,13 +167,29 @@ def pad(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
             voicing = voice_chord(
                 ctx.bar_pcs(bar), low, high, voicing, rng, voices=4 if p.register >= -5 else 3
             )
-            if p.pad_style == "stabs":
+            played = voicing
+            if p.cues.dissonance == "high" and not ctx.is_final_bar(
+                bar
+            ):  # a cluster: the root's upper semitone
+                played = (*voicing, voicing[0] + 1 if voicing[0] + 1 not in voicing else voicing[0] + 13)
+            if ctx.is_final_bar(bar) or (ctx.final and bar + run == len(plan.bars) and run > 1):
+                for n in played:  # the closing chord, held
+                    notes.append(Note(start, length, n, ctx.vel(0.62, rng, 4)))
+            elif p.pad_style == "tremolo":  # re-struck every half beat, swelling over two bars
+                k, swell_span = 0, 2 * plan.beats_per_bar
+                while k * 0.5 < length - 1e-9:
+                    x = start + k * 0.5
+                    swell = 0.35 + 0.55 * math.sin(math.pi * (x % swell_span) / swell_span)
+                    notes += [Note(x, 0.5, n, ctx.vel(swell, rng, 3)) for n in played]
+                    k += 1
+            elif p.pad_style == "stabs":
                 hits = [x for x in (0.0, 1.5, 2.5, 3.0) if x < length] if rng.random() < 0.6 else [0.0, 2.0]
                 for x in hits:
                     if x < length:
-                        notes += [Note(start + x, 0.4, n, ctx.vel(0.7, rng)) for n in voicing]
+                        dur = 0.4 * min(1.0, p.legato / 0.5)
+                        notes += [Note(start + x, dur, n, ctx.vel(0.7, rng)) for n in played]
             else:
-                for n in voicing:
+                for n in played:
                     notes.append(Note(start, max(0.25, length - 0.05), n, ctx.vel(0.62, rng, 4)))
         bar += run
     return notes
@@ -182,6 +224,11 @@ def arpeggio(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
         if "arp" not in ph.layers:
             continue
         tones = pitches_of(ctx.bar_pcs(bar), low, high)[:5] or [nearest_pitch(ctx.bar_pcs(bar)[0], centre)]
+        if ctx.is_final_bar(bar):  # a rolled closing chord
+            notes += [
+                Note(b0 + 0.06 * i, blen - 0.06 * i, t, ctx.vel(0.6, rng)) for i, t in enumerate(tones[:4])
+            ]
+            continue
         cell = _arp_cell(ph.arp_shape, tones, rng)
         if ph.arp_shape == "uneven":
             grid, x = [], 0.0
@@ -195,60 +242,8 @@ def arpeggio(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
             accent = 0.72 if abs(x - round(x)) < 1e-9 else 0.58
             if ph.arp_shape == "riff" and rng.random() < 0.15:
                 continue  # palm-muted riff with gaps
-            dur = (grid[i + 1] - x if i + 1 < len(grid) else blen - x) * max(p.legato, 0.4)
+            if p.cues.regularity == "low" and i and rng.random() < 0.3:
+                continue  # irregular: rests in the ostinato
+            dur = (grid[i + 1] - x if i + 1 < len(grid) else blen - x) * max(p.legato, 0.25)
             notes.append(Note(b0 + x, max(0.08, dur), cell[i % len(cell)], ctx.vel(accent, rng)))
-    if ctx.has_next and p.drums == "none":
-        notes = _run_fill(ctx, notes, low, high, rng)
-    return notes
-
-
-def _run_fill(
-    ctx: SectionContext, notes: list[Note], low: int, high: int, rng: np.random.Generator
-) -> list[Note]:
-    """Drumless sections lead into the next one with a soft scale run over the last beat."""
-    plan = ctx.plan
-    end = float(plan.beats)
-    start = end - 1.0
-    scale = scale_pitches(plan.tonic, ctx.profile.mode, low, high + 7)
-    run = scale[-8:] if len(scale) >= 8 else scale
-    if rng.random() < 0.5:
-        run = run[::-1]
-    kept = [n for n in notes if n.start < start]
-    step = 1.0 / len(run)
-    kept += [
-        Note(start + i * step, step * 0.9, n, ctx.vel(0.45 + 0.04 * i, rng, 3)) for i, n in enumerate(run)
-    ]
-    return kept
-
-
-def melody(ctx: SectionContext, rng: np.random.Generator) -> list[Note]:
-    """A sparse motif (about ``melody_per_bar`` notes a bar) on every other phrase, soft."""
-    p, plan = ctx.profile, ctx.plan
-    if p.melody_per_bar <= 0:
-        return []
-    low, high = (72, 86) if p.register > 0 else (52, 67)
-    scale = scale_pitches(plan.tonic, p.mode, low, high)
-    n_notes = int(np.clip(round(2 * p.melody_per_bar), 1, 5))
-    bpb = plan.beats_per_bar
-    slots = sorted(rng.choice(np.arange(0, 2 * bpb, 1.0), size=n_notes, replace=False).tolist())
-    degrees = [0]
-    for _ in range(n_notes - 1):
-        degrees.append(degrees[-1] + int(rng.integers(-p.melody_leap, p.melody_leap + 1)))
-    notes: list[Note] = []
-    for k, ph in enumerate(ctx.phrases):
-        if "melody" not in ph.layers or ph.n_bars < 2:
-            continue
-        variant = (k // 2) % 3
-        steps = [-d for d in degrees] if variant == 1 else degrees
-        anchor = nearest_pitch(ctx.bar_pcs(ph.first_bar)[0], (low + high) // 2)
-        base_idx = int(np.argmin([abs(s - anchor) for s in scale]))
-        b0 = plan.bar_starts[ph.first_bar]
-        span = sum(plan.bars[ph.first_bar : ph.first_bar + min(2, ph.n_bars)])
-        for i, (slot, deg) in enumerate(zip(slots, steps, strict=True)):
-            if slot >= span or (variant == 2 and i == len(slots) - 1 and n_notes > 1):
-                continue
-            nxt = slots[i + 1] if i + 1 < len(slots) else span
-            pitch = scale[int(np.clip(base_idx + deg, 0, len(scale) - 1))]
-            dur = max(0.5, (min(nxt, span) - slot) * 0.9)
-            notes.append(Note(b0 + slot, dur, pitch, min(64, ctx.vel(0.7, rng, 4))))
     return notes

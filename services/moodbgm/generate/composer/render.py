@@ -1,10 +1,14 @@
 """Score -> audio through FluidSynth, offline (no audio driver), 48 kHz stereo float32.
 
 Each section is rendered on its own from a reset synth (its programs, volumes and reverb), for its
-length plus ``crossfade`` seconds of release and reverb; that tail fades out under the next section's
-start, which gives a short crossfade at every change. The synth writes 32-bit float samples
-(``fluid_synth_write_float``, no 16-bit rounding or clipping on the way); the bed is then cut to the
-exact length, faded in/out at the ends and peak-normalised to ``peak_dbfs``.
+length plus a tail of release and reverb (``crossfade`` seconds, longer when pad tones are held over
+the change); the tail fades out under the next section's start, which gives a crossfade at every
+change. Each section is then brought to the piece's reference loudness plus its emotion's small
+offset (``mapping.CUES``, +-1.5 LU), measured with the ITU-R BS.1770 meter of ``pyloudnorm`` on the
+section as it will sound (the last one with its release), so levels stay balanced across emotions
+and styles. The synth writes 32-bit float samples (``fluid_synth_write_float``, no 16-bit rounding
+or clipping on the way); the bed is then cut to the exact length, faded in/out at the ends (the
+final fade is the closing chord's release) and peak-normalised to ``peak_dbfs``.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyloudnorm
+import scipy.signal
 
 from moodbgm.config import DEFAULT_SOUNDFONT
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.composer.events import Score, SectionScore
+from moodbgm.generate.composer.mapping import CUES
 from moodbgm.types import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -31,6 +38,9 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[float], None]
 _DRUM_BANK = 128
 _BLOCK = 64  # FluidSynth's internal block size
+REFERENCE_LUFS = -20.0  # sections are balanced around this before the final peak normalisation
+_MIN_LOUDNESS_S = 0.5  # shorter sections are not measured
+_MAX_GAIN_DB = 18.0
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,9 @@ class RenderOptions:
     polyphony: int = 64
     cpu_cores: int = 1
     crossfade: float = 0.35  # seconds a section's tail overlaps the next one
-    fade_out: float = 1.5  # seconds, at the very end of the bed
+    fade_out: float = 1.5  # seconds, at the very end of the bed: the closing chord's release
     peak_dbfs: float = -1.0
+    balance: bool = True  # bring every section to the reference loudness (+ its emotion's offset)
 
     def __post_init__(self) -> None:
         if not 8000 <= self.sample_rate <= 192000:
@@ -95,6 +106,8 @@ class FluidRenderer:
         total = round(duration * sr)
         out = np.zeros((total, 2), dtype=np.float32)
         synth = _Synth(*self._open())
+        meter = _Loudness(sr)
+        fade_out = min(total // 4, round(self.options.fade_out * sr))
         try:
             last = len(score.sections) - 1
             for k, sec in enumerate(score.sections):
@@ -102,7 +115,7 @@ class FluidRenderer:
                 if first >= total:
                     break
                 body = round(sec.plan.end * sr) - first
-                tail = round(self.options.crossfade * sr)
+                tail = round(max(self.options.crossfade, _overhang(sec) + 0.3) * sr)
                 length = min(body + tail, total - first) if k < last else total - first
                 audio = synth.section(sec, length, sr)
                 if k > 0:  # de-click the entry; the previous tail fades under it
@@ -110,6 +123,13 @@ class FluidRenderer:
                     audio[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)[:, None]
                 if k < last and length > body:
                     audio[body:length] *= _fade(tail)[: length - body, None]
+                if self.options.balance:
+                    heard = audio[: min(body, length)]
+                    if k == last and fade_out:  # measured as heard: with the final release
+                        heard = heard.copy()
+                        n = min(fade_out, len(heard))
+                        heard[-n:] *= _fade(fade_out)[-n:, None]
+                    audio *= np.float32(_balance_gain(meter, heard, CUES[sec.plan.emotion].loudness))
                 out[first : first + length] += audio
                 if progress is not None:
                     progress(min(1.0, (first + body) / total))
@@ -169,6 +189,49 @@ class _Synth:
     def fill(self, audio: np.ndarray, start: int, stop: int) -> None:
         ptr = audio[start:stop].ctypes.data
         self.write(self.synth.synth, stop - start, ptr, 0, 2, ptr, 1, 2)
+
+
+def _overhang(sec: SectionScore) -> float:
+    """Seconds that held notes sound past the section's end."""
+    plan = sec.plan
+    ends = [n.end for p in sec.parts for n in p.notes if n.end > plan.beats]
+    return max((plan.time(e) - plan.end for e in ends), default=0.0)
+
+
+def _balance_gain(meter: _Loudness, audio: np.ndarray, offset_lu: float) -> float:
+    """Linear gain that brings ``audio`` to ``REFERENCE_LUFS + offset_lu`` (1 for silence or < 0.5 s)."""
+    loudness = meter(audio)
+    if not math.isfinite(loudness):
+        return 1.0
+    gain_db = float(np.clip(REFERENCE_LUFS + offset_lu - loudness, -_MAX_GAIN_DB, _MAX_GAIN_DB))
+    return float(10 ** (gain_db / 20))
+
+
+class _Loudness:
+    """ITU-R BS.1770-4 integrated loudness (K-weighting, 400 ms blocks with 75 % overlap, absolute
+    and relative gates), vectorised; the K-weighting filters are pyloudnorm's."""
+
+    def __init__(self, sr: int) -> None:
+        self.sr = sr
+        filters = pyloudnorm.Meter(sr)._filters.values()
+        self.sos = np.array([np.concatenate([f.b, f.a]) for f in filters])
+
+    def __call__(self, audio: np.ndarray) -> float:
+        hop = round(0.1 * self.sr)
+        n = len(audio) // hop
+        if len(audio) < _MIN_LOUDNESS_S * self.sr or n < 4:
+            return -math.inf
+        y = scipy.signal.sosfilt(self.sos, audio[: n * hop], axis=0)
+        hops = np.square(y).reshape(n, hop, -1).mean(axis=1).sum(axis=1)  # per 100 ms, channels summed
+        blocks = np.convolve(hops, np.ones(4) / 4, mode="valid")  # 400 ms blocks, 75 % overlap
+        with np.errstate(divide="ignore"):
+            level = -0.691 + 10 * np.log10(blocks)
+        gated = blocks[level > -70.0]
+        if not len(gated):
+            return -math.inf
+        relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+        gated = blocks[(level > -70.0) & (level > relative)]
+        return float(-0.691 + 10 * np.log10(gated.mean()))
 
 
 def _fade(n: int) -> np.ndarray:
