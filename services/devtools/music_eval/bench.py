@@ -34,7 +34,7 @@ def run_styles(samples: Sequence[Path], out_root: Path, styles: Sequence[str] = 
                 shutil.copytree(first, root, ignore=shutil.ignore_patterns(*REDONE, ".*"))
             for name in REDONE:
                 (root / name).unlink(missing_ok=True)
-            options = JobOptions(style=style, seed=settings.seed)
+            options = JobOptions.from_settings(settings, style=style)
             log.info("%s: %s", root, style)
             run_job(create_job(root, sample, options), models)
             first = first or root
