@@ -28,6 +28,7 @@ from moodbgm.api import metrics, problems
 from moodbgm.api.auth import Keyring, admin
 from moodbgm.api.idempotency import Idempotency
 from moodbgm.api.limits import Limits
+from moodbgm.api.editor import editor_router
 from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "Location", "Retry-After"],
         )
     app.include_router(router)
+    app.include_router(editor_router)
     app.include_router(files_router)
     problems.install(app)
 
