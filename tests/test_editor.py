@@ -132,7 +132,7 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
     server: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, data_dir = server
-    clip = make_sample(tmp_path / "talk.mp4", scale=0.15, seed=2).video
+    clip = make_sample(tmp_path / "talk.mp4", scale=0.3, seed=2).video
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
         with clip.open("rb") as f:
             job_id = c.post("/api/v1/jobs", files={"file": ("talk.mp4", f, "video/mp4")}).json()["id"]
@@ -159,7 +159,7 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         edit = {"sections": [{"start": 0, "end": cut, "emotion": "neutral", "intensity": 0.6},
                              {"start": cut, "end": duration, "emotion": "fear", "lock": True}]}
         r = c.put(f"/api/v1/jobs/{job_id}/timeline", json=edit)
-        assert r.status_code == 202 and r.headers["location"] == f"/api/v1/jobs/{job_id}"
+        assert r.status_code == 202 and r.headers["location"] == f"/api/v1/jobs/{job_id}", r.text
         assert r.json()["version"] == 2
         _wait_done(c, job_id)
         rec = read_json(job / "job.json")
