@@ -71,7 +71,9 @@ def test_only_a_changed_take_is_a_new_take() -> None:
     moved = validate_edit(_edit((0, 12, "neutral"), (12, 30, "joy")), 30.0, 5.0)
     assert takes_changed(old, [*moved[:1], SectionEdit(12, 30, "joy", take=1)]) is None
     assert take_seed(0, retake) != take_seed(0, same)
-    assert take_seed(0, retake) == take_seed(0, validate_edit({"sections": [old[0], {**old[1], "take": 1}]}, 30, 5))
+    assert take_seed(0, retake) == take_seed(
+        0, validate_edit({"sections": [old[0], {**old[1], "take": 1}]}, 30, 5)
+    )
 
 
 def test_splice_is_bit_identical_outside_the_crossfades() -> None:
@@ -145,8 +147,12 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         assert ed["version"] == 1 and ed["sections"][0]["start"] == 0.0
 
         # a bad edit: 422 problem naming the section and the rule; nothing queued
-        bad = {"sections": [{"start": 0, "end": duration / 2, "emotion": "joy"},
-                            {"start": duration / 2 + 1, "end": duration, "emotion": "neutral"}]}
+        bad = {
+            "sections": [
+                {"start": 0, "end": duration / 2, "emotion": "joy"},
+                {"start": duration / 2 + 1, "end": duration, "emotion": "neutral"},
+            ]
+        }
         r = c.put(f"/api/v1/jobs/{job_id}/timeline", json=bad)
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
         assert (r.json()["section"], r.json()["rule"]) == (1, "tile")
@@ -156,8 +162,12 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
 
         # the edit: two sections, the boundary at 40 %, the second one tense
         cut = round(duration * 0.4, 2)
-        edit = {"sections": [{"start": 0, "end": cut, "emotion": "neutral", "intensity": 0.6},
-                             {"start": cut, "end": duration, "emotion": "fear", "lock": True}]}
+        edit = {
+            "sections": [
+                {"start": 0, "end": cut, "emotion": "neutral", "intensity": 0.6},
+                {"start": cut, "end": duration, "emotion": "fear", "lock": True},
+            ]
+        }
         r = c.put(f"/api/v1/jobs/{job_id}/timeline", json=edit)
         assert r.status_code == 202 and r.headers["location"] == f"/api/v1/jobs/{job_id}", r.text
         assert r.json()["version"] == 2
@@ -168,7 +178,9 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
             assert again[s] == first[s]
         tl = read_json(job / "timeline.json")
         assert [(s["start"], s["end"], s["emotion"]) for s in tl["sections"]] == [
-            (0.0, cut, "neutral"), (cut, duration, "fear")]
+            (0.0, cut, "neutral"),
+            (cut, duration, "fear"),
+        ]
         assert media.video_packet_hash(job / "output.mp4") == media.video_packet_hash(clip)
         ed = c.get(f"/api/v1/jobs/{job_id}/editor").json()
         assert ed["version"] == 2 and [v["n"] for v in ed["versions"]] == [1, 2]
@@ -186,9 +198,9 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         old, sr = read_wav(job / "versions/v2/bgm.wav")
         new, sr2 = read_wav(job / "bgm.wav")
         assert sr == sr2 and old.shape == new.shape
-        edge = int(round((cut - XFADE_S) * sr))
+        edge = round((cut - XFADE_S) * sr)
         assert np.array_equal(old[:edge], new[:edge])
-        inside = slice(int(round(cut * sr)), len(new))
+        inside = slice(round(cut * sr), len(new))
         assert not np.array_equal(old[inside], new[inside])
         assert np.sqrt(np.mean((old[inside] - new[inside]) ** 2)) > 1e-3
         assert media.video_packet_hash(job / "output.mp4") == media.video_packet_hash(clip)

@@ -81,6 +81,7 @@ def test_drag_change_emotion_rerender(server: tuple[str, Path], tmp_path: Path) 
             page.get_by_role("button", name="Split section 1").click()
         handle = page.get_by_role("slider").first
         before = float(handle.get_attribute("aria-valuenow") or "nan")
+        handle.scroll_into_view_if_needed()
         box = handle.bounding_box()
         assert box is not None
         x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

@@ -175,7 +175,11 @@ def take_seed(seed: int, sections: Sequence[SectionEdit]) -> int:
 
 
 def splice(
-    previous: np.ndarray, new: np.ndarray, sample_rate: int, spans: Sequence[tuple[float, float]], xfade_s: float
+    previous: np.ndarray,
+    new: np.ndarray,
+    sample_rate: int,
+    spans: Sequence[tuple[float, float]],
+    xfade_s: float,
 ) -> np.ndarray:
     """``previous`` outside every span widened by ``xfade_s``, ``new`` inside each span, with
     equal-power crossfades of ``xfade_s`` in the widenings. Samples outside the widened spans are
@@ -187,9 +191,9 @@ def splice(
     n = previous.shape[0]
     # weight of the new audio per sample, 0..1 (a linear ramp, mapped to equal-power gains)
     w = np.zeros(n, dtype=np.float64)
-    x = int(round(xfade_s * sample_rate))
+    x = round(xfade_s * sample_rate)
     for start, end in spans:
-        a, b = int(round(start * sample_rate)), int(round(end * sample_rate))
+        a, b = round(start * sample_rate), round(end * sample_rate)
         a, b = max(0, a), min(n, b)
         if b <= a:
             continue
@@ -280,7 +284,9 @@ def prepare_rerender(job: JobDir, sections: Sequence[SectionEdit], duration: flo
     if reseeded is not None:
         spans = [[sections[k].start, sections[k].end] for k in reseeded]
         os.link(version_dir(job, current) / "bgm.wav", take_audio)
-        write_json(take, {"sections": reseeded, "spans": spans, "seed": take_seed(seed, sections), "xfade": XFADE_S})
+        write_json(
+            take, {"sections": reseeded, "spans": spans, "seed": take_seed(seed, sections), "xfade": XFADE_S}
+        )
     else:
         take.unlink(missing_ok=True)
     write_json(

@@ -26,9 +26,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from moodbgm import __version__
 from moodbgm.api import metrics, problems
 from moodbgm.api.auth import Keyring, admin
+from moodbgm.api.editor import editor_router
 from moodbgm.api.idempotency import Idempotency
 from moodbgm.api.limits import Limits
-from moodbgm.api.editor import editor_router
 from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService

@@ -86,7 +86,7 @@ async def put_timeline(request: Request, job_id: str, svc: Svc, who: Caller) -> 
     try:
         data = await request.json()
     except ValueError:
-        raise InputError("the body must be JSON: {\"sections\": [...]}") from None
+        raise InputError('the body must be JSON: {"sections": [...]}') from None
 
     async def run() -> JSONResponse:
         await run_in_threadpool(_own_job, svc, who, job_id)

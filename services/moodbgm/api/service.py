@@ -14,7 +14,6 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 from celery import Celery, chain
@@ -236,7 +235,8 @@ class JobService:
             "cuts": list(info.get("cuts", [])),
             "min_section": JobOptions.from_dict(record.options).min_section,
             "phrases": [
-                {"start": p["start"], "end": p["end"], "text": p.get("text", "")} for p in transcript["phrases"]
+                {"start": p["start"], "end": p["end"], "text": p.get("text", "")}
+                for p in transcript["phrases"]
             ],
             "sections": versions.current_sections(job),
             "emotions": list(EMOTIONS),
@@ -251,7 +251,9 @@ class JobService:
         state = self.store.get(job_id)
         job = JobDir(self.data_dir / job_id)
         if state is None or state.status != "done" or not job.path("output.mp4").is_file():
-            raise ProblemError(409, "not-done", "Job not done", f"job {job_id} is not done; edit it once it is")
+            raise ProblemError(
+                409, "not-done", "Job not done", f"job {job_id} is not done; edit it once it is"
+            )
         record = job.read()
         options = JobOptions.from_dict(record.options)
         duration = float(read_json(job.path("media.json"))["duration"])
@@ -260,8 +262,10 @@ class JobService:
             version = versions.prepare_rerender(job, sections, duration, options.seed)
             job.update(status="queued", stage=versions.RERUN[0], error=None)
         self.store.update(job_id, status="queued", stage=versions.RERUN[0], error=None)
-        steps = [self.celery.signature(BY_NAME[s].task, args=(job_id,), queue=BY_NAME[s].queue, immutable=True)
-                 for s in versions.RERUN]
+        steps = [
+            self.celery.signature(BY_NAME[s].task, args=(job_id,), queue=BY_NAME[s].queue, immutable=True)
+            for s in versions.RERUN
+        ]
         result = chain(*steps).apply_async()
         ids, node = [], result
         while node is not None:
