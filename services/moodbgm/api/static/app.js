@@ -198,11 +198,11 @@
     const job = jobs.find((j) => j.id === state.id);
     if (job) job.state = state;
     current = state;
+    setAB(false);
     const player = $("player"), t = player.currentTime || 0;
-    player.src = fileUrl(current, "output.mp4") + "&v=" + Date.now();
+    player.src = fileUrl(current, "output.mp4") + "&v=" + Date.now(); // a fresh load of the new version
     player.dataset.version = "latest";
     player.currentTime = t;
-    setAB(false);
     renderDownloads(current);
     loadJson(current, "timeline.json").then((tl) => { timeline = tl; drawChart(); });
   }
