@@ -5,8 +5,11 @@ and a new take that changes only its section of the music."""
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,18 @@ from devtools.local import LocalProcess, free_port, start_api, start_worker
 from devtools.sample import make_sample
 from helpers import redis_url
 from moodbgm import media
-from moodbgm.files import read_json, read_wav
-from moodbgm.versions import XFADE_S, EditError, SectionEdit, splice, take_seed, takes_changed, validate_edit
+from moodbgm.files import read_json, read_wav, write_json
+from moodbgm.jobs import JobDir
+from moodbgm.versions import (
+    XFADE_S,
+    EditError,
+    SectionEdit,
+    export_zip,
+    splice,
+    take_seed,
+    takes_changed,
+    validate_edit,
+)
 
 REDIS_URL = redis_url(12)
 KEY = "editor-test-key-0123456789abcdef"
@@ -89,6 +102,29 @@ def test_splice_is_bit_identical_outside_the_crossfades() -> None:
     ones = np.ones((sr * 10, 1), np.float32)
     fade = splice(ones, -ones, sr, [(3.0, 5.0)], 0.25)[a - x : a, 0]
     assert np.all(np.diff(fade) <= 0) and fade[0] > 0.9 and fade[-1] < -0.9
+
+
+def test_export_holds_the_stems_timeline_and_markers(tmp_path: Path) -> None:
+    job = JobDir(tmp_path)
+    timeline = {
+        "duration": 12.0,
+        "sections": [
+            {"start": 0.0, "end": 5.0, "emotion": "joy"},
+            {"start": 5.0, "end": 12.0, "emotion": "fear"},
+        ],
+    }
+    write_json(job.path("timeline.json"), timeline)
+    for name in ("bgm.wav", "voice.wav", "mix.wav", "bgm.mid"):
+        job.path(name).write_bytes(name.encode())
+    with zipfile.ZipFile(export_zip(job)) as z:
+        assert sorted(z.namelist()) == sorted(
+            ["bgm.mid", "bgm.wav", "voice.wav", "mix.wav", "timeline.json", "markers.edl"]
+        )
+        assert z.read("bgm.wav") == b"bgm.wav"
+        edl = z.read("markers.edl").decode()
+    assert "* LOC: 00:00:00:00 YELLOW  section 1 joy" in edl
+    assert "* LOC: 00:00:05:00 YELLOW  section 2 fear" in edl
+    assert "00:00:12:00" in edl
 
 
 # ---------------------------------------------------------------- API + worker
@@ -188,6 +224,9 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         got = httpx.get(url + v1["v1/timeline.json"]).json()  # the signed link, no key
         assert got["sections"] != tl["sections"]
         assert httpx.get(url + v1["v1/output.mp4"]).content == (job / "versions/v1/output.mp4").read_bytes()
+        with zipfile.ZipFile(io.BytesIO(httpx.get(url + ed["export"]).content)) as z:
+            assert {"bgm.wav", "voice.wav", "mix.wav", "timeline.json", "markers.edl"} <= set(z.namelist())
+            assert json.loads(z.read("timeline.json"))["sections"] == tl["sections"]
         rerender = sum(again[s] for s in ("timeline", "generate", "mix", "mux", "report"))
         print(f"first run {sum(first.values()):.2f} s, re-render {rerender:.2f} s ({first} / {again})")
 

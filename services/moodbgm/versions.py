@@ -297,3 +297,49 @@ def prepare_rerender(job: JobDir, sections: Sequence[SectionEdit], duration: flo
     versions = [v for v in idx["versions"] if v["n"] != current] + [entry]
     write_json(job.path(INDEX), {"current": current + 1, "versions": versions})
     return current + 1
+
+
+# ---------------------------------------------------------------- export for video editors
+EXPORT = "export.zip"
+EXPORT_FILES = ("bgm.mid", "bgm.wav", "voice.wav", "mix.wav", "output.mp4", "timeline.json")
+"""What the export holds (those that exist), plus ``markers.edl``."""
+
+
+def _timecode(t: float, fps: int) -> str:
+    frames = round(t * fps)
+    s, f = divmod(frames, fps)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}:{f:02d}"
+
+
+def markers_edl(sections: Sequence[Mapping[str, Any]], duration: float, fps: int = 25) -> str:
+    """A CMX 3600 EDL of the music over the whole video with one marker (``* LOC``) per section start,
+    named by its emotion: Resolve and Premiere import the markers with the EDL."""
+    lines = ["TITLE: moodbgm sections", "FCM: NON-DROP FRAME", ""]
+    end = _timecode(duration, fps)
+    lines.append(f"001  AX       A     C        00:00:00:00 {end} 00:00:00:00 {end}")
+    lines.append("* FROM CLIP NAME: bgm.wav")
+    for k, s in enumerate(sections):
+        tc = _timecode(float(s["start"]), fps)
+        lines.append(f"* LOC: {tc} YELLOW  section {k + 1} {s['emotion']}")
+    return "\n".join(lines) + "\n"
+
+
+def export_zip(job: JobDir) -> Path:
+    """``export.zip`` of the current version: MIDI, music stem, voice stem, mix, video, timeline JSON and
+    ``markers.edl``; written atomically, remade when older than one of its files."""
+    import zipfile
+
+    from moodbgm.files import atomic_path
+
+    dest = job.path(EXPORT)
+    present = [job.path(f) for f in EXPORT_FILES if job.path(f).is_file()]
+    if dest.is_file() and all(p.stat().st_mtime <= dest.stat().st_mtime for p in present):
+        return dest
+    timeline = read_json(job.path("timeline.json"))
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in present:
+            z.write(p, p.name, compress_type=zipfile.ZIP_STORED if p.suffix == ".mp4" else None)
+        z.writestr("markers.edl", markers_edl(timeline["sections"], float(timeline["duration"])))
+    return dest

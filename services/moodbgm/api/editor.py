@@ -64,6 +64,9 @@ def get_editor(job_id: str, svc: Svc, sign: Signer, who: Caller) -> dict[str, An
     data = svc.editor_data(job_id)
     if data is None:
         raise HTTPException(409, f"job {job_id} has no timeline yet; edit it once it is done")
+    if data["export"]:
+        name = data["export"]
+        data["export"] = f"{API}/jobs/{job_id}/files/{name}?{sign.query(job_id, name)}"
     for v in data["versions"]:
         v["files"] = {
             name: f"{API}/jobs/{job_id}/files/{name}?{sign.query(job_id, name)}" for name in v["files"]

@@ -284,7 +284,8 @@ def get_file(
         sign.verify(job_id, name, exp or "", sig or "", original)  # 403 when expired or tampered
     else:
         _own_job(svc, principal(request), job_id)
-    found = svc.versioned(job_id, name) if "/" in name else svc.artifact(job_id, name)
+    editor = "/" in name or name == "export.zip"  # a version's file, or the export (api/editor.py)
+    found = svc.versioned(job_id, name) if editor else svc.artifact(job_id, name)
     if found is None:
         raise HTTPException(404, f"job {job_id} has no file {name!r} (yet)")
     path, ctype = found

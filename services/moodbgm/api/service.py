@@ -206,7 +206,13 @@ class JobService:
 
     # ---- the score editor (api/editor.py, versions.py)
     def versioned(self, job_id: str, name: str) -> tuple[Path, str] | None:
-        """``v<n>/<file>``: a file of one version of an edited score."""
+        """``v<n>/<file>``: a file of one version of an edited score; ``export.zip``: the current one
+        for video editors (stems, MIDI, mix, timeline, markers)."""
+        if name == versions.EXPORT:
+            job = JobDir(self.data_dir / job_id)
+            if not (is_job_id(job_id) and job.path("timeline.json").is_file()):
+                return None
+            return versions.export_zip(job), "application/zip"
         head, _, file = name.partition("/")
         if not (is_job_id(job_id) and head[:1] == "v" and head[1:].isdigit() and file in versions.VERSIONED):
             return None
@@ -243,6 +249,7 @@ class JobService:
             "version": current,
             "versions": listed,
             "stages": {k: v.seconds for k, v in record.stages.items()},
+            "export": versions.EXPORT if record.status == "done" else None,
         }
 
     def rerender(self, job_id: str, data: Any) -> int:

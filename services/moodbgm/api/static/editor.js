@@ -265,6 +265,9 @@
   function renderVersions() {
     const list = $("ed-versions");
     list.innerHTML = "";
+    const exp = $("ed-export");
+    exp.hidden = !ed.data.export;
+    if (ed.data.export) exp.href = ed.data.export + "&download=true";
     for (const v of ed.data.versions) {
       const li = document.createElement("li");
       const b = document.createElement("button");
