@@ -35,6 +35,7 @@ from moodbgm.stages import (
     INPUT,
     QUEUES,
     STAGES,
+    TAKE,
     TIMELINE_OVERRIDE,
     Stage,
     load_emotions,
@@ -109,6 +110,9 @@ def stage_key(job: JobDir, stage: Stage, options: JobOptions, models: Models, re
         if name == TIMELINE_OVERRIDE:
             override = job.path(name)
             parts["override"] = override.read_text() if override.exists() else None
+        elif name == TAKE:  # a new take (its audio, take.wav, is the previous version: named by it)
+            take = job.path(name)
+            parts["take"] = take.read_text() if take.exists() else None
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 

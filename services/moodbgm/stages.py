@@ -8,6 +8,8 @@ it reads and writes are the declared ones.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,8 @@ from moodbgm.errors import InputError
 from moodbgm.files import atomic_path, read_json, write_json, write_silence, write_wav
 from moodbgm.jobs import JobDir, JobOptions
 from moodbgm.types import EmotionScores, Timeline, Transcript
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from moodbgm.config import Settings
@@ -30,6 +34,12 @@ INPUT = "input.*"
 """The uploaded video (``input.<ext>``)."""
 TIMELINE_OVERRIDE = "timeline.override.json"
 """An edited timeline the user supplied (``moodbgm run --timeline``); replaces planning when present."""
+TAKE = "take.json"
+"""A "new take" of some sections (the page's editor, ``versions.py``): the seed and the spans to re-seed."""
+TAKE_AUDIO = "take.wav"
+"""The previous version's music, kept outside the re-seeded spans of a new take."""
+USER_FILES = (TIMELINE_OVERRIDE, TAKE, TAKE_AUDIO)
+"""Files the user (or the editor) supplies, not a stage: keyed by content, never served as artifacts."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +144,22 @@ def _generate(job: JobDir, options: JobOptions, models: Models, report: Report) 
 
     timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
     generator = models.generator(options.generator)
+    take = read_json(job.path(TAKE)) if job.path(TAKE).exists() else None
+    seed = int(take["seed"]) if take else options.seed
     bed = generator.generate(
-        timeline, timeline.duration, GenerateOptions(style=options.style, seed=options.seed), progress=report
+        timeline, timeline.duration, GenerateOptions(style=options.style, seed=seed), progress=report
     )
+    if take:  # a new take: the previous music outside the re-seeded spans, bit for bit
+        from moodbgm.files import read_wav
+        from moodbgm.versions import splice
+
+        previous, sr = read_wav(job.path(TAKE_AUDIO))
+        if sr != bed.sample_rate or previous.shape != bed.audio.shape:
+            raise InputError("a new take needs the previous version's music at the same rate and length")
+        spans = [(float(a), float(b)) for a, b in take["spans"]]
+        audio = splice(previous, bed.audio.astype(previous.dtype), sr, spans, float(take["xfade"]))
+        bed = dataclasses.replace(bed, audio=audio, midi=None)  # the score of the whole new take is not it
+        log.warning("job %s: a new take of %s; no MIDI score is written for a spliced take", job.id, spans)
     if bed.midi is not None:
         with atomic_path(job.path("bgm.mid")) as tmp:
             tmp.write_bytes(bed.midi)
@@ -191,7 +214,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("timeline", ("media.json", "transcript.json", "emotions.json"), ("timeline.json",),
           (TIMELINE_OVERRIDE,), ("emotion", "min_section", "min_confidence"), (),
           None, _timeline, "nlp", 0.02),
-    Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid",), ("generator", "style", "seed"), (),
+    Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid", TAKE, TAKE_AUDIO),
+          ("generator", "style", "seed"), (),
           None, _generate, "generate", 0.30),
     Stage("mix", ("media.json", "voice.wav", "bgm.wav"), ("mix.wav", "mix.json"), (), MIX_OPTIONS, (),
           "speech_detector", _mix, "media", 0.10),
@@ -206,7 +230,7 @@ QUEUES: tuple[str, ...] = tuple(dict.fromkeys(s.queue for s in STAGES))
 PRODUCER: dict[str, str] = {f: s.name for s in STAGES for f in (*s.outputs, *s.optional) if f in s.outputs}
 """Which stage writes each file."""
 ARTIFACTS: tuple[str, ...] = tuple(
-    f for s in STAGES for f in (*s.outputs, *s.optional) if f != TIMELINE_OVERRIDE
+    f for s in STAGES for f in (*s.outputs, *s.optional) if f not in USER_FILES
 )
 """Every file a job can produce, in stage order."""
 

@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from moodbgm import __version__
 from moodbgm.api import metrics, problems
 from moodbgm.api.auth import Keyring, admin
+from moodbgm.api.editor import editor_router
 from moodbgm.api.idempotency import Idempotency
 from moodbgm.api.limits import Limits
 from moodbgm.api.routes import files_router, router
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
             expose_headers=["Content-Range", "Accept-Ranges", "Content-Length", "Location", "Retry-After"],
         )
     app.include_router(router)
+    app.include_router(editor_router)
     app.include_router(files_router)
     problems.install(app)
 

@@ -255,7 +255,7 @@ def get_batch(batch_id: str, svc: Svc, sign: Signer, who: Caller) -> BatchStatus
 
 
 @files_router.get(
-    "/jobs/{job_id}/files/{name}",
+    "/jobs/{job_id}/files/{name:path}",
     response_class=FileResponse,
     responses={
         200: {
@@ -284,11 +284,12 @@ def get_file(
         sign.verify(job_id, name, exp or "", sig or "", original)  # 403 when expired or tampered
     else:
         _own_job(svc, principal(request), job_id)
-    found = svc.artifact(job_id, name)
+    editor = "/" in name or name == "export.zip"  # a version's file, or the export (api/editor.py)
+    found = svc.versioned(job_id, name) if editor else svc.artifact(job_id, name)
     if found is None:
         raise HTTPException(404, f"job {job_id} has no file {name!r} (yet)")
     path, ctype = found
-    filename = f"{job_id[:8]}-{path.name}"
+    filename = f"{job_id[:8]}-{name.replace('/', '-')}"
     return FileResponse(
         path,
         media_type=ctype,
@@ -298,7 +299,7 @@ def get_file(
 
 
 files_router.add_api_route(
-    "/jobs/{job_id}/files/{name}",
+    "/jobs/{job_id}/files/{name:path}",
     get_file,
     methods=["HEAD"],
     include_in_schema=False,

@@ -80,6 +80,7 @@
       if (xhr.status !== 202) { setError(`Upload refused: ${body.detail || xhr.status}`); say(""); return; }
       $("upload-progress").value = 100;
       say("Uploaded. Waiting for a worker…");
+      if (body.jobs.length === 1) history.replaceState(null, "", "#job=" + body.jobs[0]);
       follow(body.jobs, body.seeds);
     });
     xhr.addEventListener("error", () => { submit.disabled = false; setError("Upload failed: the server could not be reached."); });
@@ -189,6 +190,28 @@
     if (png) $("timeline-png").src = png;
     loadJson(current, "timeline.json").then((tl) => { timeline = tl; drawChart(); });
     loadJson(current, "emotions.json").then(renderTranscript);
+    if (window.moodbgmEditor) window.moodbgmEditor.open(current.id, headers, COLORS, newVersion);
+  }
+
+  // the editor re-rendered: the player swaps to the new version (the editor lists the older ones)
+  function newVersion(state) {
+    const job = jobs.find((j) => j.id === state.id);
+    if (job) job.state = state;
+    current = state;
+    setAB(false);
+    const player = $("player"), t = player.currentTime || 0;
+    player.src = fileUrl(current, "output.mp4") + "&v=" + Date.now(); // a fresh load of the new version
+    player.dataset.version = "latest";
+    player.currentTime = t;
+    renderDownloads(current);
+    loadJson(current, "timeline.json").then((tl) => { timeline = tl; drawChart(); });
+  }
+
+  // open a job by its id: /#job=<id> (a finished job's page can be bookmarked)
+  const opened = /job=([0-9a-f]{32})/.exec(location.hash);
+  if (opened) {
+    $("progress-section").hidden = false;
+    follow([opened[1]], [null]);
   }
 
   async function loadJson(state, name) {
