@@ -6,7 +6,6 @@ from one to the other through the object store."""
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from moodbgm.artifacts import (
     StageManifest,
     check_key,
     open_store,
-    warn_if_not_wired,
 )
 from moodbgm.artifacts.local import LocalDirStore
 from moodbgm.artifacts.s3 import S3Store
@@ -209,11 +207,3 @@ def test_keys_and_settings_are_checked() -> None:
     assert local.url(JOB, "output.mp4") is None  # the API streams the file itself
     with pytest.raises(ValueError, match="MOODBGM_S3_BUCKET"):
         open_store(Settings(storage="s3"))
-
-
-def test_storage_not_yet_wired_is_said_loudly(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="moodbgm.artifacts"):
-        warn_if_not_wired(Settings())
-        assert not caplog.records
-        warn_if_not_wired(Settings(storage="s3", s3_bucket=BUCKET))
-    assert "MOODBGM_STORAGE=s3 is not in effect yet" in caplog.text

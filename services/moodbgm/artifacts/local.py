@@ -17,6 +17,8 @@ from moodbgm.files import atomic_path
 
 
 class LocalDirStore:
+    remote = False
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 

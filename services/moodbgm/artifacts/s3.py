@@ -42,6 +42,8 @@ class StorageError(MoodbgmError):
 
 
 class S3Store:
+    remote = True
+
     def __init__(
         self, client: Any, bucket: str, prefix: str, scratch: Path, presign_ttl_s: int = 3600
     ) -> None:
