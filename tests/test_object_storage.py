@@ -87,7 +87,7 @@ def test_rest_job_completes_through_object_storage(tmp_path: Path, s3_endpoint: 
                 assert time.monotonic() < deadline, procs[0].log_text()[-3000:]
                 time.sleep(0.5)
             assert st.status == "done", (st.error, procs[0].log_text()[-3000:])
-            names = {f.name for f in st.files}
+            names = set(st.files)
             assert {"output.mp4", "mix.wav", "timeline.json", "input"} <= names, names
 
             # every output is in the bucket, each stage's manifest written
