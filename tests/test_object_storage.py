@@ -88,7 +88,8 @@ def test_rest_job_completes_through_object_storage(tmp_path: Path, s3_endpoint: 
                 time.sleep(0.5)
             assert st.status == "done", (st.error, procs[0].log_text()[-3000:])
             names = set(st.files)
-            assert {"output.mp4", "mix.wav", "timeline.json", "input"} <= names, names
+            assert {"output.mp4", "mix.wav", "timeline.json"} <= names, names
+            assert "input" in client.job(job_id, original=True).files
 
             # every output is in the bucket, each stage's manifest written
             keys = {
@@ -101,7 +102,8 @@ def test_rest_job_completes_through_object_storage(tmp_path: Path, s3_endpoint: 
                 assert f"{job_id}/.stages/{stage}.json" in keys, stage
 
             # a download is a 307 to a presigned URL of the object store; the client follows it
-            r = http.get(f"/api/v1/jobs/{job_id}/files/output.mp4", headers={"Authorization": f"Bearer {KEY}"})
+            auth = {"Authorization": f"Bearer {KEY}"}
+            r = http.get(f"/api/v1/jobs/{job_id}/files/output.mp4", headers=auth)
             assert r.status_code == 307, r.text
             assert r.headers["location"].startswith(f"{s3_endpoint}/{BUCKET}/{prefix}{job_id}/output.mp4?")
             out = client.download(job_id, "output.mp4", tmp_path / "out" / "talk.mp4")
