@@ -115,6 +115,9 @@ def test_a_stage_stages_in_runs_and_publishes(stores: tuple[ArtifactStore, Artif
     assert api.list(JOB) == ["audio.wav", "input.mp4", "job.json", "media/probe.json"]
     assert api.exists(JOB, "audio.wav") and not api.exists(JOB, "mix.wav")
     assert api.size(JOB, "input.mp4") == BIG
+    sizes = {"audio.wav": 1004, "input.mp4": BIG, "job.json": 18, "media/probe.json": 2}
+    assert api.sizes(JOB) == sizes  # one listing (the API's job status)
+    assert api.remote is isinstance(api, S3Store)
     with api.open(JOB, "audio.wav") as f:
         assert f.read() == (work / "audio.wav").read_bytes()
     with pytest.raises(ArtifactMissing):

@@ -19,7 +19,7 @@ from celery import Celery
 
 from moodbgm.api.schemas import BatchStatus, ErrorInfo, FileLink, JobLinks, JobStatus
 from moodbgm.api.uploads import UPLOADS, ReceivedForm, check_media
-from moodbgm.artifacts import ArtifactMissing, open_store
+from moodbgm.artifacts import open_store
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
 from moodbgm.jobs import JobDir, JobOptions, create_job, is_job_id, new_job_id
@@ -217,16 +217,14 @@ class JobService:
         return (path, ARTIFACTS[name]) if path.is_file() else None
 
     def _remote_files(self, job_id: str) -> list[FileLink]:
-        present = self.artifacts.list(job_id)
+        sizes = self.artifacts.sizes(job_id)  # one listing, not a request per file
         out = []
         for name in ARTIFACTS:
-            found = self._remote_artifact(job_id, name, present)
+            found = self._remote_artifact(job_id, name, list(sizes))
             if found is not None:
                 key, ctype = found
                 url = f"{API}/jobs/{job_id}/files/{name}"  # the routes sign it (api/signing.py)
-                with contextlib.suppress(ArtifactMissing):
-                    size = self.artifacts.size(job_id, key)
-                    out.append(FileLink(name=name, url=url, content_type=ctype, size=size))
+                out.append(FileLink(name=name, url=url, content_type=ctype, size=sizes[key]))
         return out
 
     def _remote_artifact(

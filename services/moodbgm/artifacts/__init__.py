@@ -114,6 +114,10 @@ class ArtifactStore(Protocol):
 
     def size(self, job_id: str, name: str) -> int: ...
 
+    def sizes(self, job_id: str) -> dict[str, int]:
+        """Every artifact of the job with its size, in one listing (manifests excluded)."""
+        ...
+
     def open(self, job_id: str, name: str) -> BinaryIO:
         """A binary stream of the artifact (read it in chunks; close it)."""
         ...

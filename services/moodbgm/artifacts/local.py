@@ -70,6 +70,9 @@ class LocalDirStore:
             if p.is_file() and not p.relative_to(base).parts[0].startswith(".")
         )
 
+    def sizes(self, job_id: str) -> dict[str, int]:
+        return {name: self.size(job_id, name) for name in self.list(job_id)}
+
     def size(self, job_id: str, name: str) -> int:
         try:
             return self._path(job_id, name).stat().st_size
