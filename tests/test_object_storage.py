@@ -14,15 +14,18 @@ import boto3
 import httpx
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 
 from devtools.local import LocalProcess, free_port, start_api, start_worker
 from devtools.sample import make_sample
 from helpers import redis_url
 from moodbgm import media
+from moodbgm.api.app import create_app
 from moodbgm.client import Client
+from moodbgm.config import Settings
+from moodbgm.jobs import new_job_id
 
-pytestmark = pytest.mark.slow
 REDIS_URL = redis_url(10)
 KEY = "object-storage-key-0123456789"
 BUCKET = "moodbgm-e2e"
@@ -62,6 +65,57 @@ def _job_dirs(root: Path) -> list[str]:
     return [p.name for p in root.rglob("*") if p.is_dir() and len(p.name) == 32] if root.exists() else []
 
 
+@pytest.mark.parametrize("mode", ["stream", "redirect"])
+def test_downloads_are_streamed_or_redirected_to_a_presigned_url(
+    tmp_path: Path, s3_endpoint: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _env(tmp_path, "api", s3_endpoint, "").items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    if BUCKET not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=BUCKET)
+    settings = Settings(
+        storage="s3",
+        s3_bucket=BUCKET,
+        s3_prefix=f"dl-{secrets.token_hex(4)}/",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+        s3_downloads=mode,  # type: ignore[arg-type]
+        scratch_dir=tmp_path / "scratch",
+        data_dir=tmp_path / "data",
+        redis_url=REDIS_URL,
+        redis_prefix=f"dl{secrets.token_hex(4)}:",
+        auth="disabled",
+    )
+    app = create_app(settings)
+    svc = app.state.service
+    job_id = new_job_id()
+    svc.store.create(job_id, {})
+    data = secrets.token_bytes(300_000)
+    (svc.artifacts.workdir(job_id)).mkdir(parents=True)
+    (svc.artifacts.workdir(job_id) / "output.mp4").write_bytes(data)
+    svc.artifacts.publish(job_id, "mux", ["output.mp4"])
+    with TestClient(app) as client:
+        files = {f["name"]: f for f in client.get(f"/api/v1/jobs/{job_id}").json()["files"]}
+        assert files["output.mp4"]["size"] == len(data)
+        r = client.get(f"/api/v1/jobs/{job_id}/files/output.mp4?download=1", follow_redirects=False)
+        if mode == "stream":
+            assert r.status_code == 200 and r.content == data
+            assert r.headers["content-type"] == "video/mp4"
+            assert r.headers["content-disposition"].startswith("attachment;")
+        else:
+            assert r.status_code == 307
+            fetched = httpx.get(r.headers["location"])
+            assert fetched.status_code == 200 and fetched.content == data
+            assert "attachment" in fetched.headers["content-disposition"]
+        assert client.get(f"/api/v1/jobs/{job_id}/files/mix.wav").status_code == 404
+        assert client.delete(f"/api/v1/jobs/{job_id}").status_code in (200, 204)
+        assert svc.artifacts.list(job_id) == []
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.mark.slow
 def test_rest_job_completes_through_object_storage(tmp_path: Path, s3_endpoint: str) -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
     s3 = boto3.client(
