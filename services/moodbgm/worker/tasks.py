@@ -3,6 +3,11 @@
 A task takes the job id, runs ``jobstore.execute_stage`` with the worker process's models and returns
 whether the stage did work. Transient errors (``TransientError``, Redis/connection errors) are retried
 with exponential backoff; anything else fails the job once, with the error in plain words.
+
+Before running, a task counts its delivery in Redis (job, stage, retry number): one delivered more than
+``Settings.max_deliveries`` times was killed each time (the OOM killer), so it fails the job with
+"worker died running STAGE (out of memory?)" instead of looping. A task of a job that has already
+failed (e.g. by the API's stale-job sweep) is dropped.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class StageTask(Task):
             events = self.events(job_id)
             store, artifacts = self.app.store, self.app.artifacts
             mark_failed(job_id, self.stage, exc, settings.data_dir, store, events, artifacts)
-        except redis.exceptions.RedisError as e:
+        except Exception as e:  # Redis or the object store unreachable: say so, the sweep fails it later
             log.error("job %s failed in %s and its state could not be saved: %s", job_id, self.stage, e)
 
 
