@@ -121,8 +121,9 @@ def wait_done(client: TestClient, job_id: str, worker: LocalProcess, timeout: fl
 
 
 def finished_stages(job_dir: Path) -> dict[str, float]:
+    """The stages finished so far (a running stage has a record too, with no finish time)."""
     stages = json.loads((job_dir / "job.json").read_text()).get("stages", {})
-    return {name: s["finished"] for name, s in stages.items()}
+    return {name: s["finished"] for name, s in stages.items() if s.get("finished") is not None}
 
 
 def check_outputs(job_dir: Path, clip: Path, before: dict[str, float]) -> None:
