@@ -6,7 +6,6 @@ from one to the other through the object store."""
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from moodbgm.artifacts import (
     StageManifest,
     check_key,
     open_store,
-    warn_if_not_wired,
 )
 from moodbgm.artifacts.local import LocalDirStore
 from moodbgm.artifacts.s3 import S3Store
@@ -117,6 +115,9 @@ def test_a_stage_stages_in_runs_and_publishes(stores: tuple[ArtifactStore, Artif
     assert api.list(JOB) == ["audio.wav", "input.mp4", "job.json", "media/probe.json"]
     assert api.exists(JOB, "audio.wav") and not api.exists(JOB, "mix.wav")
     assert api.size(JOB, "input.mp4") == BIG
+    sizes = {"audio.wav": 1004, "input.mp4": BIG, "job.json": 18, "media/probe.json": 2}
+    assert api.sizes(JOB) == sizes  # one listing (the API's job status)
+    assert api.remote is isinstance(api, S3Store)
     with api.open(JOB, "audio.wav") as f:
         assert f.read() == (work / "audio.wav").read_bytes()
     with pytest.raises(ArtifactMissing):
@@ -209,11 +210,3 @@ def test_keys_and_settings_are_checked() -> None:
     assert local.url(JOB, "output.mp4") is None  # the API streams the file itself
     with pytest.raises(ValueError, match="MOODBGM_S3_BUCKET"):
         open_store(Settings(storage="s3"))
-
-
-def test_storage_not_yet_wired_is_said_loudly(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="moodbgm.artifacts"):
-        warn_if_not_wired(Settings())
-        assert not caplog.records
-        warn_if_not_wired(Settings(storage="s3", s3_bucket=BUCKET))
-    assert "MOODBGM_STORAGE=s3 is not in effect yet" in caplog.text

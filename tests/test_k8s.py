@@ -344,6 +344,20 @@ def test_api_probes_and_ingress(docs: list[Doc]) -> None:
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 300
 
 
+def test_prometheus_scrapes_the_keyless_metrics_port(docs: list[Doc]) -> None:
+    """/metrics on the API port needs a key; the scrape annotations point at MOODBGM_METRICS_PORT,
+    which the container exposes (and which is not the API port)."""
+    api = _named(docs, "Deployment", "api")
+    annotations = _pod(api)["metadata"]["annotations"]
+    (container,) = _pod(api)["spec"]["containers"]
+    port = int(_env(container)["MOODBGM_METRICS_PORT"])
+    assert port != 8000
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert port in {p["containerPort"] for p in container["ports"]}
+
+
 def _env(container: Doc) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 

@@ -3,7 +3,14 @@ finished before the kill are not redone, and no half-written output is left.
 
 - a pool child SIGKILLed (as the OOM killer would): ``reject_on_worker_lost`` requeues its task at once;
 - the whole worker SIGKILLed and a new one started: the unacknowledged task comes back after the
-  broker's visibility timeout (short here: 35 s, with time limits 25/30 s).
+  broker's visibility timeout (110 s here, above the hard limit 100 s);
+- the only worker SIGKILLed and none started: the API's stale-job sweep fails the job once its
+  heartbeat is older than ``heartbeat_timeout_s``;
+- a pool child killed on every delivery of a task: after ``max_deliveries`` (3) the job fails with
+  "worker died running STAGE (out of memory?)".
+
+The time limits are generous (soft 90 s): they count model loading in the pool child, which takes
+tens of seconds on a loaded machine; a tight limit made these tests fail for the wrong reason.
 """
 
 from __future__ import annotations
@@ -31,25 +38,28 @@ from moodbgm.pipeline import STAGES
 
 pytestmark = pytest.mark.slow
 REDIS_URL = redis_url(14)
+SOFT_S, HARD_S, VISIBILITY_S = 90, 100, 110
 LIMITS = {
-    "MOODBGM_TASK_SOFT_TIME_LIMIT_S": "25",
-    "MOODBGM_TASK_TIME_LIMIT_S": "30",
-    "MOODBGM_BROKER_VISIBILITY_TIMEOUT_S": "35",
+    "MOODBGM_TASK_SOFT_TIME_LIMIT_S": str(SOFT_S),
+    "MOODBGM_TASK_TIME_LIMIT_S": str(HARD_S),
+    "MOODBGM_BROKER_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
 }
+HEARTBEAT_TIMEOUT_S = 15.0  # 3 heartbeats (every 5 s) missed
+SWEEP_S = 1.0
 ORDER = [s.name for s in STAGES]
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient]]:
+def _setup(tmp_path: Path, **overrides: Any) -> Iterator[tuple[Settings, dict[str, str], TestClient]]:
     redis.Redis.from_url(REDIS_URL).flushdb()
     settings = Settings(
         data_dir=tmp_path / "jobs",
         redis_url=REDIS_URL,
         redis_prefix="tc:",
-        task_soft_time_limit_s=25,
-        task_time_limit_s=30,
-        broker_visibility_timeout_s=35,
+        task_soft_time_limit_s=SOFT_S,
+        task_time_limit_s=HARD_S,
+        broker_visibility_timeout_s=VISIBILITY_S,
         auth="disabled",  # one caller, no per-key limits
+        **overrides,
     )
     env = {
         "MOODBGM_DATA_DIR": str(settings.data_dir),
@@ -61,6 +71,18 @@ def setup(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient
     with TestClient(create_app(settings)) as client:
         yield settings, env, client
     redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient]]:
+    # no sweep while a killed worker's task waits for the visibility timeout to come back
+    yield from _setup(tmp_path, heartbeat_timeout_s=3600.0)
+
+
+@pytest.fixture
+def swept(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str], TestClient]]:
+    """The API sweeps for stale jobs every second, with a short heartbeat limit."""
+    yield from _setup(tmp_path, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, stale_sweep_interval_s=SWEEP_S)
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +121,9 @@ def wait_done(client: TestClient, job_id: str, worker: LocalProcess, timeout: fl
 
 
 def finished_stages(job_dir: Path) -> dict[str, float]:
+    """The stages finished so far (a running stage has a record too, with no finish time)."""
     stages = json.loads((job_dir / "job.json").read_text()).get("stages", {})
-    return {name: s["finished"] for name, s in stages.items()}
+    return {name: s["finished"] for name, s in stages.items() if s.get("finished") is not None}
 
 
 def check_outputs(job_dir: Path, clip: Path, before: dict[str, float]) -> None:
@@ -150,10 +173,64 @@ def test_whole_worker_killed_then_restarted(
         first.kill()  # SIGKILL to the worker and its pool: nothing is acknowledged
         assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "running"
         second = start_worker(env, log)
-        st = wait_done(client, job_id, second, timeout=35 + 300)
+        st = wait_done(client, job_id, second, timeout=VISIBILITY_S + 300)
         assert st["status"] == "done", (st["error"], second.log_text()[-3000:])
         check_outputs(settings.data_dir / job_id, clip, before)
     finally:
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_only_worker_killed_job_fails_within_the_sweep_limit(
+    swept: tuple[Settings, dict[str, str], TestClient], clip: Path
+) -> None:
+    settings, env, client = swept
+    worker = start_worker(env, settings.data_dir.parent / "worker.log")
+    try:
+        job_id = submit(client, clip)
+        wait_stage(client, job_id, "stt", worker)
+        stage = client.get(f"/api/v1/jobs/{job_id}").json()["stage"]
+        worker.kill()  # nothing restarts it
+        killed = time.monotonic()
+        st = wait_done(client, job_id, worker, timeout=HEARTBEAT_TIMEOUT_S + 60)
+        elapsed = time.monotonic() - killed
+        assert st["status"] == "failed", st
+        assert st["error"]["message"] == f"worker stopped sending heartbeats while running {stage}"
+        assert st["error"]["stage"] == stage
+        # the last heartbeat was at most 5 s before the kill; the sweep runs every second
+        assert elapsed <= HEARTBEAT_TIMEOUT_S + SWEEP_S + 10, elapsed
+        record = json.loads((settings.data_dir / job_id / "job.json").read_text())
+        assert record["status"] == "failed" and record["stages"][stage]["status"] == "failed"
+    finally:
+        worker.stop()
+
+
+def test_task_killed_three_times_fails_with_a_clear_message(
+    setup: tuple[Settings, dict[str, str], TestClient], clip: Path
+) -> None:
+    settings, env, client = setup
+    worker = start_worker(env, settings.data_dir.parent / "worker.log")
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        job_id = submit(client, clip)
+        wait_stage(client, job_id, "stt", worker)
+        counter = f"tc:deliveries:{job_id}:stt:0"
+        for delivery in (1, 2, 3):  # the OOM killer, every time the task is taken
+            deadline = time.monotonic() + 120
+            while int(r.get(counter) or 0) < delivery or not worker.children():
+                assert time.monotonic() < deadline, worker.log_text()[-3000:]
+                time.sleep(0.05)
+            for pid in worker.children():
+                os.kill(pid, signal.SIGKILL)
+        st = wait_done(client, job_id, worker, timeout=120)
+        assert st["status"] == "failed", st
+        assert st["error"] == {
+            "kind": "internal",
+            "stage": "stt",
+            "message": "worker died running stt (out of memory?)",
+        }
+        assert int(r.get(counter) or 0) == 4  # the 4th delivery gave up at once
+        assert worker.alive()  # the worker itself carries on with other jobs
+    finally:
+        worker.stop()

@@ -131,7 +131,9 @@ def test_probe_commands_from_the_manifests_pass_against_a_live_worker(
 def depth_settings(tmp_path: Path) -> Iterator[Settings]:
     url = redis_url(DEPTH_DB)
     redis.Redis.from_url(url).flushdb()
-    yield Settings(data_dir=tmp_path / "jobs", redis_url=url, redis_prefix=f"t{time.monotonic_ns()}:")
+    prefix = f"t{time.monotonic_ns()}:"
+    # /ops/queues needs no key, but the API refuses to start without keys unless auth is disabled
+    yield Settings(data_dir=tmp_path / "jobs", redis_url=url, redis_prefix=prefix, auth="disabled")
     redis.Redis.from_url(url).flushdb()
 
 

@@ -287,7 +287,8 @@ class Client:
             have = part.stat().st_size if part.exists() else 0
             headers = {**self.headers, **({"Range": f"bytes={have}-"} if have else {})}
             try:
-                with self.http.stream("GET", path, headers=headers) as r:
+                # object storage: a 307 to a presigned URL (httpx drops the key on another origin)
+                with self.http.stream("GET", path, headers=headers, follow_redirects=True) as r:
                     if r.status_code == 416 and _complete(r, have):
                         break
                     if r.status_code in RETRY_STATUSES and attempt < self.retries:

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_presign_ttl_s: int = Field(default=3600, gt=0, le=7 * 24 * 3600)  # S3's SigV4 maximum
     scratch_dir: Path = Path("scratch")  # pod-local copies of a stage's inputs and outputs (s3)
+    # s3: how the API serves a download: a 307 redirect to a presigned URL, or streamed through the API
+    s3_downloads: Literal["redirect", "stream"] = "redirect"
+    # --- no job stuck forever (the API's stale-job sweep and the workers' redelivery cap)
+    heartbeat_timeout_s: float = Field(default=120.0, gt=0)  # a running stage silent longer: failed
+    stale_sweep_interval_s: float = Field(default=30.0, gt=0)  # how often the API looks for them
+    max_deliveries: int = Field(default=3, ge=1)  # a stage task delivered more often (killed): failed
     auth: Literal["keys", "disabled"] = "keys"  # "disabled": no keys, everyone is admin (logged loudly)
     link_secret: str = ""  # HMAC key of download links; empty: a random one kept in Redis
     link_ttl_s: int = Field(default=3600, gt=0)  # how long a signed download link works

@@ -33,7 +33,6 @@ from moodbgm.api.routes import files_router, router
 from moodbgm.api.schemas import Health
 from moodbgm.api.service import JobService
 from moodbgm.api.signing import LinkSigner, shared_secret
-from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.generate.base import STYLES
 from moodbgm.jobs import GENERATORS, JobOptions
@@ -78,14 +77,15 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        warn_if_not_wired(settings)
         port = settings.metrics_port
         separate = metrics.MetricsServer(registry, settings.metrics_host, port) if port else None
         if separate is not None:
             await run_in_threadpool(separate.start)
         sweeper = asyncio.create_task(_sweep(service))
+        stale = asyncio.create_task(_sweep_stale(service))
         yield
         sweeper.cancel()
+        stale.cancel()
         if separate is not None:
             await run_in_threadpool(separate.stop)
 
@@ -200,3 +200,17 @@ async def _sweep(service: JobService) -> None:
         except redis.exceptions.RedisError as e:
             log.warning("retention sweep skipped, Redis not reachable: %s", e)
         await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+async def _sweep_stale(service: JobService) -> None:
+    """No job stuck forever: every ``stale_sweep_interval_s``, fail the running jobs whose stage has
+    not renewed its heartbeat for ``heartbeat_timeout_s`` (its worker was killed and not replaced).
+    Every API replica runs it; failing a job twice is harmless (the second finds it finished)."""
+    while True:
+        await asyncio.sleep(service.settings.stale_sweep_interval_s)
+        try:
+            failed = await run_in_threadpool(service.fail_stale)
+            if failed:
+                log.warning("stale-job sweep: failed %s (no heartbeat)", ", ".join(failed))
+        except Exception as e:  # Redis or the object store unreachable: try again next time
+            log.warning("stale-job sweep skipped: %s", e)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from moodbgm.api import problems
 from moodbgm.api.auth import Caller, Principal, principal
@@ -279,11 +279,13 @@ def get_file(
     sig: Annotated[str | None, Query(description="signed link: HMAC")] = None,
     original: Annotated[bool, Query(description="signed link: made for the original upload")] = False,
     download: Annotated[bool, Query(description="as an attachment")] = False,
-) -> FileResponse:
+) -> Response:
     if exp is not None or sig is not None:
         sign.verify(job_id, name, exp or "", sig or "", original)  # 403 when expired or tampered
     else:
         _own_job(svc, principal(request), job_id)
+    if svc.remote:  # object storage (the score editor's versions live on a local data dir only)
+        return _remote_file(svc, job_id, name, request.method == "HEAD", download)
     editor = "/" in name or name == "export.zip"  # a version's file, or the export (api/editor.py)
     found = svc.versioned(job_id, name) if editor else svc.artifact(job_id, name)
     if found is None:
@@ -296,6 +298,34 @@ def get_file(
         filename=filename,
         content_disposition_type="attachment" if download else "inline",
     )
+
+
+def _remote_file(svc: JobService, job_id: str, name: str, head: bool, download: bool) -> Response:
+    """Object storage: a 307 to a presigned URL (``MOODBGM_S3_DOWNLOADS=redirect``), or the object
+    streamed through the API (``stream``)."""
+    found = svc.download(job_id, name)
+    if found is None:
+        raise HTTPException(404, f"job {job_id} has no file {name!r} (yet)")
+    key, ctype = found
+    filename = f"{job_id[:8]}-{key}"
+    if svc.settings.s3_downloads == "redirect":
+        url = svc.artifacts.url(job_id, key, filename if download else None)
+        if url is not None:
+            return RedirectResponse(url, status_code=307)
+    disposition = f'{"attachment" if download else "inline"}; filename="{filename}"'
+    headers = {"Content-Length": str(svc.artifacts.size(job_id, key)), "Content-Disposition": disposition}
+    if head:
+        return Response(media_type=ctype, headers=headers)
+    body = svc.artifacts.open(job_id, key)
+
+    def chunks() -> Any:
+        try:
+            while chunk := body.read(1 << 20):
+                yield chunk
+        finally:
+            body.close()
+
+    return StreamingResponse(chunks(), media_type=ctype, headers=headers)
 
 
 files_router.add_api_route(

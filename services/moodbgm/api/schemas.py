@@ -61,6 +61,11 @@ class JobStatus(BaseModel):
     options: dict[str, Any]
     timings: dict[str, float] = Field(description="seconds each finished stage took")
     error: ErrorInfo | None
+    emotion_warning: str | None = Field(
+        default=None,
+        description="why the emotions say nothing (e.g. speech in a language the classifier cannot "
+        "read: every phrase neutral)",
+    )
     files: list[FileLink] = Field(description="downloadable artifacts present now")
     batch_id: str | None
     owner: str = Field("", description="id of the API key that made the job (not the key)")

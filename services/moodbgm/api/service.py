@@ -22,11 +22,12 @@ from moodbgm import versions
 from moodbgm.api.problems import ProblemError
 from moodbgm.api.schemas import BatchStatus, ErrorInfo, FileLink, JobLinks, JobStatus
 from moodbgm.api.uploads import UPLOADS, ReceivedForm, check_media
+from moodbgm.artifacts import open_store
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
 from moodbgm.files import read_json
 from moodbgm.jobs import JobDir, JobOptions, create_job, is_job_id, new_job_id
-from moodbgm.jobstore import JobState, JobStore, cancel_job, remove_job
+from moodbgm.jobstore import JobState, JobStore, cancel_job, fail_stale, is_remote, remove_job
 from moodbgm.stages import ARTIFACTS as STAGE_FILES
 from moodbgm.stages import BY_NAME
 from moodbgm.types import EMOTIONS
@@ -82,6 +83,8 @@ class JobService:
         self.store = store
         self.celery = celery
         self.data_dir = settings.data_dir
+        self.artifacts = open_store(settings)  # s3: jobs live in the object store, not in data_dir
+        self.remote = is_remote(self.artifacts)
 
     # ---- submit
     def parse_options(self, fields: dict[str, str]) -> tuple[JobOptions, int]:
@@ -122,7 +125,7 @@ class JobService:
                     seed = options.seed + k
                     job_id = new_job_id()
                     created.append(job_id)
-                    create_job(self.data_dir / job_id, path, options.replace(seed=seed), name=name)
+                    self._create(job_id, path, options.replace(seed=seed), name)
                     jobs.append(job_id)
                     seeds.append(seed)
                     names.append(name)
@@ -139,13 +142,24 @@ class JobService:
         except BaseException:
             for job_id in created:
                 with contextlib.suppress(Exception):
-                    remove_job(job_id, self.data_dir, self.store)
+                    remove_job(job_id, self.data_dir, self.store, self.artifacts)
                 shutil.rmtree(self.data_dir / job_id, ignore_errors=True)
             raise
         finally:
             form.discard()
         log.info("accepted %d job(s): %s", len(jobs), ", ".join(jobs))
         return Submitted(batch_id, tuple(jobs), tuple(seeds), tuple(names))
+
+    def _create(self, job_id: str, path: Path, options: JobOptions, name: str) -> None:
+        if not self.remote:
+            create_job(self.data_dir / job_id, path, options, name=name)
+            return
+        work = self.artifacts.workdir(job_id)  # the API's scratch: made here, published, removed
+        try:
+            job = create_job(work, path, options, name=name)
+            self.artifacts.publish(job_id, "upload", [job.input_path().name, "job.json"])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def single_batch(self, job_id: str, owner: str = "") -> str:
         """A batch holding one job (POST /batches with a single file)."""
@@ -172,6 +186,7 @@ class JobService:
             options=state.options,
             timings=state.timings,
             error=ErrorInfo.model_validate(state.error) if state.error else None,
+            emotion_warning=state.emotion_warning,
             files=self._files(state.id),
             batch_id=state.batch,
             owner=state.owner,
@@ -181,6 +196,8 @@ class JobService:
         )
 
     def _files(self, job_id: str) -> list[FileLink]:
+        if self.remote:
+            return self._remote_files(job_id)
         out = []
         for name, ctype in ARTIFACTS.items():
             found = self.artifact(job_id, name)
@@ -282,6 +299,35 @@ class JobService:
         log.info("job %s: version %d queued (%s)", job_id, version, ", ".join(versions.RERUN))
         return version
 
+    def _remote_files(self, job_id: str) -> list[FileLink]:
+        sizes = self.artifacts.sizes(job_id)  # one listing, not a request per file
+        out = []
+        for name in ARTIFACTS:
+            found = self._remote_artifact(job_id, name, list(sizes))
+            if found is not None:
+                key, ctype = found
+                url = f"{API}/jobs/{job_id}/files/{name}"  # the routes sign it (api/signing.py)
+                out.append(FileLink(name=name, url=url, content_type=ctype, size=sizes[key]))
+        return out
+
+    def _remote_artifact(
+        self, job_id: str, name: str, present: list[str] | None = None
+    ) -> tuple[str, str] | None:
+        """The store key and content type of a known artifact of a job, if it is in the store now."""
+        if not is_job_id(job_id) or name not in ARTIFACTS:
+            return None
+        present = self.artifacts.list(job_id) if present is None else present
+        if name == "input":
+            inputs = sorted(n for n in present if n.startswith("input.") and "/" not in n)
+            if not inputs:
+                return None
+            return inputs[0], INPUT_TYPES.get(inputs[0].rsplit(".", 1)[-1], "application/octet-stream")
+        return (name, ARTIFACTS[name]) if name in present else None
+
+    def download(self, job_id: str, name: str) -> tuple[str, str] | None:
+        """Remote store: the store key and content type of the artifact, if it is there now."""
+        return self._remote_artifact(job_id, name)
+
     def batch(self, batch_id: str) -> BatchStatus | None:
         if not is_job_id(batch_id):
             return None
@@ -330,13 +376,21 @@ class JobService:
         if not is_job_id(job_id):
             return False
         state = self.store.get(job_id)
-        if state is None and not (self.data_dir / job_id).exists():
+        exists = (
+            self.artifacts.exists(job_id, "job.json") if self.remote else (self.data_dir / job_id).exists()
+        )
+        if state is None and not exists:
             return False
         if state is not None and not state.finished:
             cancel_job(job_id, self.data_dir, self.store)
             revoke(self.celery, state.tasks)
-        remove_job(job_id, self.data_dir, self.store)
+        remove_job(job_id, self.data_dir, self.store, self.artifacts)
         return True
+
+    # ---- no job stuck forever
+    def fail_stale(self) -> list[str]:
+        """Fail running jobs whose heartbeat is older than ``heartbeat_timeout_s`` (worker gone)."""
+        return fail_stale(self.store, self.settings.heartbeat_timeout_s, self.data_dir, self.artifacts)
 
     # ---- retention
     def purge_expired(self, staging_max_age_s: float = 24 * 3600) -> int:

@@ -23,14 +23,16 @@ A stage's contract with the store (keys are ``<job_id>/<name>``, e.g. ``abc123/s
 Downloads: ``store.url(job_id, name)`` is a presigned GET URL (``s3``; the API redirects to it) or
 ``None`` (``local``: the API serves ``store.open(job_id, name)`` / the file itself).
 
-Intended call points (not wired here; the stage runner and the API adopt them):
+Call points:
 
-- the stage runner (``worker/runner.py``) around ``pipeline.run_stage``: ``stage_in`` before,
-  ``publish`` after, ``completed`` to skip a stage whose manifest exists;
-- the API's upload (``api/uploads.py``): write the upload to its scratch, ``publish(job_id, "upload",
-  ["input.mp4", "job.json"])``;
-- the API's downloads (``api/routes.get_file``): ``url`` -> 307 redirect, else stream ``open``;
-- the retention purge: ``delete(job_id)``.
+- the stage runner (``jobstore.execute_stage``) around ``pipeline.run_stage``: ``stage_in`` before
+  (``job.json`` and the stage's declared inputs from the Stage table), ``publish`` after (its outputs
+  and ``job.json``), before the job store says the stage is done;
+- the API's upload (``api/service.submit``): the job is made in the API's scratch, then
+  ``publish(job_id, "upload", [input.<ext>, "job.json"])``;
+- the API's downloads (``api/routes.get_file``): ``url`` -> 307 redirect (``MOODBGM_S3_DOWNLOADS=
+  redirect``), or ``open`` streamed through the API (``stream``);
+- deleting a job: ``delete(job_id)`` (expired jobs: a bucket lifecycle rule, see k8s/README.md).
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def check_key(job_id: str, name: str = "") -> None:
 class ArtifactStore(Protocol):
     """Where a job's files live; see the module docstring for the stage contract."""
 
+    remote: bool  # True: stages work on scratch copies (stage in, publish); False: in place
+
     def workdir(self, job_id: str) -> Path:
         """The local directory a stage of this job reads its inputs from and writes its outputs to."""
         ...
@@ -110,6 +114,10 @@ class ArtifactStore(Protocol):
 
     def size(self, job_id: str, name: str) -> int: ...
 
+    def sizes(self, job_id: str) -> dict[str, int]:
+        """Every artifact of the job with its size, in one listing (manifests excluded)."""
+        ...
+
     def open(self, job_id: str, name: str) -> BinaryIO:
         """A binary stream of the artifact (read it in chunks; close it)."""
         ...
@@ -134,19 +142,6 @@ def open_store(settings: Settings) -> ArtifactStore:
     return S3Store.from_settings(settings)
 
 
-def warn_if_not_wired(settings: Settings) -> None:
-    """Until the stage runner and the API use the store, say loudly that ``storage`` is not in effect
-    (called by ``moodbgm worker`` and the API at start-up)."""
-    if settings.storage != "local":
-        log.warning(
-            "MOODBGM_STORAGE=%s is not in effect yet: the stages and the API still exchange job files "
-            "through %s, which must then be shared by every process (the artifact store is not wired "
-            "into the stage runner)",
-            settings.storage,
-            settings.data_dir,
-        )
-
-
 __all__ = [
     "MANIFEST_DIR",
     "ArtifactMissing",
@@ -154,5 +149,4 @@ __all__ = [
     "StageManifest",
     "check_key",
     "open_store",
-    "warn_if_not_wired",
 ]

@@ -17,6 +17,8 @@ from moodbgm.files import atomic_path
 
 
 class LocalDirStore:
+    remote = False
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -67,6 +69,9 @@ class LocalDirStore:
             for p in base.rglob("*")
             if p.is_file() and not p.relative_to(base).parts[0].startswith(".")
         )
+
+    def sizes(self, job_id: str) -> dict[str, int]:
+        return {name: self.size(job_id, name) for name in self.list(job_id)}
 
     def size(self, job_id: str, name: str) -> int:
         try:

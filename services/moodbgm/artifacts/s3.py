@@ -42,6 +42,8 @@ class StorageError(MoodbgmError):
 
 
 class S3Store:
+    remote = True
+
     def __init__(
         self, client: Any, bucket: str, prefix: str, scratch: Path, presign_ttl_s: int = 3600
     ) -> None:
@@ -184,14 +186,23 @@ class S3Store:
         )
         return int(head["ContentLength"])
 
-    def _keys(self, job_id: str) -> list[str]:
+    def _objects(self, job_id: str) -> dict[str, int]:
+        """Every object under the job's prefix: key -> size."""
         check_key(job_id)
         base = f"{self.prefix}{job_id}/"
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
-        keys: list[str] = []
+        objects: dict[str, int] = {}
         for page in self._call(f"job {job_id}: list", list, pages):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return keys
+            objects.update((obj["Key"], int(obj["Size"])) for obj in page.get("Contents", []))
+        return objects
+
+    def _keys(self, job_id: str) -> list[str]:
+        return list(self._objects(job_id))
+
+    def sizes(self, job_id: str) -> dict[str, int]:
+        base = f"{self.prefix}{job_id}/"
+        named = ((k[len(base) :], size) for k, size in self._objects(job_id).items())
+        return {n: size for n, size in sorted(named) if not n.startswith(f"{MANIFEST_DIR}/")}
 
     def list(self, job_id: str) -> list[str]:
         base = f"{self.prefix}{job_id}/"

@@ -6,9 +6,13 @@ from moodbgm.jobstore.runner import (
     StoreEvents,
     cancel_job,
     execute_stage,
+    fail_lost,
+    fail_stale,
+    is_remote,
     job_dir,
     mark_failed,
     remove_job,
+    worker_died_message,
 )
 from moodbgm.jobstore.store import BatchState, JobState, JobStore
 
@@ -19,7 +23,11 @@ __all__ = [
     "StoreEvents",
     "cancel_job",
     "execute_stage",
+    "fail_lost",
+    "fail_stale",
+    "is_remote",
     "job_dir",
     "mark_failed",
     "remove_job",
+    "worker_died_message",
 ]

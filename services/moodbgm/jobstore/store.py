@@ -59,6 +59,7 @@ class JobState:
     name: str = ""
     heartbeat: float | None = None  # set while a stage runs (renewed every few seconds)
     owner: str = ""  # id of the API key that made it ("" before owners existed)
+    emotion_warning: str | None = None  # the emotion stage's note (job.json's emotion_warning)
 
     @property
     def finished(self) -> bool:
@@ -186,6 +187,7 @@ class JobStore:
             name=raw.get("name", ""),
             heartbeat=float(raw["heartbeat"]) if raw.get("heartbeat") else None,
             owner=raw.get("owner", ""),
+            emotion_warning=raw.get("emotion_warning") or None,
         )
 
     def update(self, job_id: str, **fields: Any) -> bool:
@@ -209,6 +211,32 @@ class JobStore:
     def heartbeat(self, job_id: str, at: float | None = None) -> bool:
         """A running stage's sign of life (read it as ``JobState.heartbeat``)."""
         return self.update(job_id, heartbeat=time.time() if at is None else at)
+
+    def stale(self, timeout_s: float, now: float | None = None) -> list[JobState]:
+        """Running jobs whose stage's heartbeat is older than ``timeout_s`` (their worker is gone)."""
+        now = time.time() if now is None else now
+        ids = [m.decode() for m in self.redis.zrange(self.index_key, 0, -1)]  # type: ignore[union-attr]
+        out = []
+        for state in self.get_many(ids):
+            if (
+                state is not None
+                and state.status == "running"
+                and state.heartbeat is not None
+                and now - state.heartbeat > timeout_s
+            ):
+                out.append(state)
+        return out
+
+    def count_delivery(self, job_id: str, stage: str, task_id: str, attempt: int) -> int:
+        """How often this task (job, stage, Celery task id, retry number) has been delivered, this time
+        included. A retry after a transient error is a new attempt, and a re-render (the score editor) a
+        new task; a redelivery after a killed worker is neither."""
+        key = f"{self.prefix}deliveries:{job_id}:{stage}:{task_id}:{attempt}"
+        pipe = self.redis.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self.retention_s)
+        count, _ = pipe.execute()
+        return int(count)
 
     def record_stage(self, job_id: str, stage: str, seconds: float) -> bool:
         """The time a stage took (this job's timings, and the shared histogram for /metrics)."""

@@ -25,6 +25,7 @@ from typing import Any
 from celery import Celery, chain
 from kombu import Queue
 
+from moodbgm.artifacts import ArtifactStore, open_store
 from moodbgm.config import Settings
 from moodbgm.jobstore import JobStore
 from moodbgm.models import Models
@@ -43,6 +44,7 @@ class MoodbgmCelery(Celery):
         self.settings = settings
         self._models: Models | None = None
         self._store: JobStore | None = None
+        self._artifacts: ArtifactStore | None = None
 
     @property
     def models(self) -> Models:
@@ -57,10 +59,18 @@ class MoodbgmCelery(Celery):
             self._store = JobStore.from_url(s.redis_url, s.redis_prefix, s.job_retention_s)
         return self._store
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where the stages' files live (``Settings.storage``)."""
+        if self._artifacts is None:
+            self._artifacts = open_store(self.settings)
+        return self._artifacts
+
     def reset_process_state(self) -> None:
         """Forget models and connections inherited from a parent process."""
         self._models = None
         self._store = None
+        self._artifacts = None
 
 
 def create_celery(settings: Settings) -> MoodbgmCelery:

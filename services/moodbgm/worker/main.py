@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 
-from moodbgm.artifacts import warn_if_not_wired
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
 from moodbgm.stages import QUEUES
@@ -36,8 +35,10 @@ def run_worker(settings: Settings, queues: str, concurrency: int) -> int:
     names = parse_queues(queues)
     if concurrency < 1:
         raise InputError("concurrency must be >= 1")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    warn_if_not_wired(settings)
+    if settings.storage == "local":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        settings.scratch_dir.mkdir(parents=True, exist_ok=True)
     app = create_celery(settings)
     worker = app.Worker(
         queues=names,
@@ -47,8 +48,9 @@ def run_worker(settings: Settings, queues: str, concurrency: int) -> int:
         # addressable by the probes (`celery inspect ping -d celery@$HOSTNAME`); one worker per host
         hostname=worker_nodename(),
     )
-    log.info(
-        "worker on queues %s, %d process(es), data in %s", ",".join(names), concurrency, settings.data_dir
-    )
+    where = str(settings.data_dir)
+    if settings.storage != "local":
+        where = f"s3://{settings.s3_bucket} (scratch {settings.scratch_dir})"
+    log.info("worker on queues %s, %d process(es), data in %s", ",".join(names), concurrency, where)
     worker.start()
     return int(worker.exitcode or 0)

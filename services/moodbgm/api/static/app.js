@@ -126,6 +126,10 @@
       say(finished.length === jobs.length ? "Finished." :
         `${running ? STAGE_WORDS[running.stage] || running.stage : "Queued"}… ${Math.round(pct)}%`);
     }
+    // the emotion stage's note (e.g. speech it cannot read: the music stays neutral)
+    const notes = [...new Set(states.map((s) => s.emotion_warning).filter(Boolean))];
+    $("emotion-note").textContent = notes.length ? "Note: " + notes.join("; ") : "";
+    $("emotion-note").hidden = !notes.length;
     const failed = states.filter((s) => s.status === "failed");
     if (failed.length) setError(failed.map((s) => s.error ? s.error.message : "failed").join("; "));
     if (finished.length === jobs.length) {
