@@ -22,6 +22,7 @@ from moodbgm.emotion import (
     default_context_path,
     default_head_path,
     map_labels,
+    topic_mean,
     window_mean,
 )
 from moodbgm.errors import InputError, ModelNotFoundError
@@ -178,6 +179,26 @@ def test_window_mean_decays_and_stops_at_the_edges() -> None:
     assert nxt[:, 0].tolist() == pytest.approx([(2 + 0.5 * 4) / 1.5, (4 + 0.5 * 8) / 1.5, 8.0, 0.0])
 
 
+def test_topic_mean_is_the_passage_mean_when_short() -> None:
+    v = np.arange(20, dtype=float)[:, None]
+    assert topic_mean(v[:5])[:, 0].tolist() == pytest.approx([2.0] * 5)
+    wide = topic_mean(v, window=2)[:, 0]
+    assert wide[0] == pytest.approx(1.0) and wide[10] == pytest.approx(10.0) and wide[19] == pytest.approx(18.0)
+
+
+def test_smoothed_regression_needs_a_prior_and_smooths() -> None:
+    rng = np.random.default_rng(1)
+    weight, bias = rng.normal(size=(3, 7)), np.zeros(7)
+    with pytest.raises(ValueError, match="prior"):
+        ContextHead("emb", weight, bias, stay=0.5)
+    # "emb" features of 1-d embeddings: own, previous window, next window, two edge flags = 5 rows
+    weight = rng.normal(size=(5, 7))
+    emb, logp = rng.normal(size=(6, 1)), np.zeros((6, 7))
+    plain = ContextHead("emb", weight, bias).predict_proba(emb, logp)
+    sticky = ContextHead("emb", weight, bias, stay=0.9, prior=np.full(7, 1 / 7)).predict_proba(emb, logp)
+    assert np.abs(np.diff(sticky, axis=0)).sum() < np.abs(np.diff(plain, axis=0)).sum()
+
+
 def test_hmm_without_stickiness_returns_the_emissions() -> None:
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(7), size=5)
@@ -193,10 +214,11 @@ def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
     head = ContextHead.load(default_context_path())
     head.save(tmp_path / "ctx.npz")
     again = ContextHead.load(tmp_path / "ctx.npz")
-    assert (again.kind, again.decay, again.window, again.temperature) == (
-        head.kind, head.decay, head.window, head.temperature
+    assert (again.kind, again.decay, again.window, again.stay, again.temperature) == (
+        head.kind, head.decay, head.window, head.stay, head.temperature
     )  # fmt: skip
     np.testing.assert_array_equal(head.weight, again.weight)
+    assert (head.prior is None) == (again.prior is None)
     with pytest.raises(ValueError, match="kind"):
         ContextHead("lstm", head.weight, head.bias)
     with pytest.raises(ValueError, match="temperature"):

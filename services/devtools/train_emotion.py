@@ -60,12 +60,12 @@ DIAGRAM = ROOT / "docs" / "emotion-reliability.png"
 SEED = 0
 C_GRID = (1.0, 2.0, 4.0)
 CONTEXT_GRID = {  # kind: (decays, Cs); each regression is also tried smoothed by an HMM (SMOOTH_STAYS)
-    "both": ((0.5,), (4.0,)),
-    "full": ((0.5,), (2.0, 4.0)),
+    "both": ((0.5,), (4.0, 8.0)),
+    "full": ((0.5,), (4.0,)),
 }
 WINDOW = 3
 STAYS = (0.5, 0.7)  # the plain HMM over phrase-head probabilities
-SMOOTH_STAYS = (0.0, 0.3, 0.5)
+SMOOTH_STAYS = (0.0, 0.3)
 NEAR_DUPLICATE = 0.95
 MIN_PER_LABEL = 250
 MIN_TEST_FRACTION = 0.20
