@@ -292,20 +292,21 @@ def _labels(passages: list[Passage]) -> np.ndarray:
 @pytest.mark.slow  # embeds ~300 held-out sentences
 def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.77 in context vs 0.56 alone; ambiguous sentences 0.69 vs 0.47; ECE 0.066)."""
+    test macro-F1 0.78 in context vs 0.56 alone, out-of-style 0.75 vs 0.49; ambiguous sentences 0.78
+    vs 0.47 and 0.71 vs 0.29; ECE 0.057 and 0.055; greetings 97 % and 96 % neutral or joy)."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor in (("test", 0.74), ("style", 0.67)):
+    for split, floor in (("test", 0.74), ("style", 0.71)):
         passages, alone, ctx = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
         assert macro(y, ctx) >= macro(y, alone) + 0.15, split
         ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
-        assert gain >= 0.15, (split, gain)
+        assert gain >= 0.20, (split, gain)
         assert ece(ctx, y)[0] <= 0.08, split
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
