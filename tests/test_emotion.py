@@ -183,7 +183,7 @@ def test_topic_mean_is_the_passage_mean_when_short() -> None:
     v = np.arange(20, dtype=float)[:, None]
     assert topic_mean(v[:5])[:, 0].tolist() == pytest.approx([2.0] * 5)
     wide = topic_mean(v, window=2)[:, 0]
-    assert wide[0] == pytest.approx(1.0) and wide[10] == pytest.approx(10.0) and wide[19] == pytest.approx(18.0)
+    assert [wide[0], wide[10], wide[19]] == pytest.approx([1.0, 10.0, 18.0])
 
 
 def test_smoothed_regression_needs_a_prior_and_smooths() -> None:
