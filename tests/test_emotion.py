@@ -22,6 +22,7 @@ from moodbgm.emotion import (
     default_context_path,
     default_head_path,
     map_labels,
+    topic_mean,
     window_mean,
 )
 from moodbgm.errors import InputError, ModelNotFoundError
@@ -178,6 +179,26 @@ def test_window_mean_decays_and_stops_at_the_edges() -> None:
     assert nxt[:, 0].tolist() == pytest.approx([(2 + 0.5 * 4) / 1.5, (4 + 0.5 * 8) / 1.5, 8.0, 0.0])
 
 
+def test_topic_mean_is_the_passage_mean_when_short() -> None:
+    v = np.arange(20, dtype=float)[:, None]
+    assert topic_mean(v[:5])[:, 0].tolist() == pytest.approx([2.0] * 5)
+    wide = topic_mean(v, window=2)[:, 0]
+    assert [wide[0], wide[10], wide[19]] == pytest.approx([1.0, 10.0, 18.0])
+
+
+def test_smoothed_regression_needs_a_prior_and_smooths() -> None:
+    rng = np.random.default_rng(1)
+    weight, bias = rng.normal(size=(3, 7)), np.zeros(7)
+    with pytest.raises(ValueError, match="prior"):
+        ContextHead("emb", weight, bias, stay=0.5)
+    # "emb" features of 1-d embeddings: own, previous window, next window, two edge flags = 5 rows
+    weight = rng.normal(size=(5, 7))
+    emb, logp = rng.normal(size=(6, 1)), np.zeros((6, 7))
+    plain = ContextHead("emb", weight, bias).predict_proba(emb, logp)
+    sticky = ContextHead("emb", weight, bias, stay=0.9, prior=np.full(7, 1 / 7)).predict_proba(emb, logp)
+    assert np.abs(np.diff(sticky, axis=0)).sum() < np.abs(np.diff(plain, axis=0)).sum()
+
+
 def test_hmm_without_stickiness_returns_the_emissions() -> None:
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(7), size=5)
@@ -193,10 +214,11 @@ def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
     head = ContextHead.load(default_context_path())
     head.save(tmp_path / "ctx.npz")
     again = ContextHead.load(tmp_path / "ctx.npz")
-    assert (again.kind, again.decay, again.window, again.temperature) == (
-        head.kind, head.decay, head.window, head.temperature
+    assert (again.kind, again.decay, again.window, again.stay, again.temperature) == (
+        head.kind, head.decay, head.window, head.stay, head.temperature
     )  # fmt: skip
     np.testing.assert_array_equal(head.weight, again.weight)
+    assert (head.prior is None) == (again.prior is None)
     with pytest.raises(ValueError, match="kind"):
         ContextHead("lstm", head.weight, head.bias)
     with pytest.raises(ValueError, match="temperature"):
@@ -270,20 +292,21 @@ def _labels(passages: list[Passage]) -> np.ndarray:
 @pytest.mark.slow  # embeds ~300 held-out sentences
 def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.77 in context vs 0.56 alone; ambiguous sentences 0.69 vs 0.47; ECE 0.066)."""
+    test macro-F1 0.785 in context vs 0.563 alone, out-of-style 0.738 vs 0.493; ambiguous sentences
+    0.73 vs 0.47 and 0.65 vs 0.29; ECE 0.063 and 0.078; greetings 100 % and 96 % neutral or joy)."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor in (("test", 0.74), ("style", 0.67)):
+    for split, floor in (("test", 0.74), ("style", 0.71)):
         passages, alone, ctx = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
         assert macro(y, ctx) >= macro(y, alone) + 0.15, split
         ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
-        assert gain >= 0.15, (split, gain)
+        assert gain >= 0.20, (split, gain)
         assert ece(ctx, y)[0] <= 0.08, split
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])

@@ -209,7 +209,8 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 
 # ------------------------------------------------------------------------------ context layer
 
-CONTEXT_KINDS = ("prob", "emb", "both", "hmm")
+CONTEXT_KINDS = ("prob", "emb", "both", "full", "hmm")
+TOPIC_WINDOW = 8  # "full": the plain mean over the phrase and up to 8 phrases each side (the topic)
 
 
 def window_mean(values: np.ndarray, decay: float, window: int, direction: int) -> np.ndarray:
@@ -231,11 +232,21 @@ def window_mean(values: np.ndarray, decay: float, window: int, direction: int) -
     return out
 
 
+def topic_mean(values: np.ndarray, window: int = TOPIC_WINDOW) -> np.ndarray:
+    """For each row ``i``: the plain mean of rows ``i-window .. i+window`` (the whole passage when short)."""
+    n = len(values)
+    csum = np.vstack([np.zeros((1, values.shape[1])), np.cumsum(values.astype(np.float64), axis=0)])
+    lo = np.clip(np.arange(n) - window, 0, n)
+    hi = np.clip(np.arange(n) + window + 1, 0, n)
+    return np.asarray((csum[hi] - csum[lo]) / (hi - lo)[:, None])
+
+
 def context_features(emb: np.ndarray, logp: np.ndarray, kind: str, decay: float, window: int) -> np.ndarray:
     """Features of each phrase of one passage: its own evidence plus decayed windows of its neighbours.
 
     ``emb``: unit sentence embeddings ``(n, dim)``; ``logp``: the single-phrase model's calibrated
     log-probabilities ``(n, 7)``. Two flags say whether the phrase opens or closes the passage.
+    ``full`` is ``both`` plus the topic: the mean embedding and probabilities of ``topic_mean``.
     """
     n = len(logp)
     probs = np.exp(logp)
@@ -243,12 +254,14 @@ def context_features(emb: np.ndarray, logp: np.ndarray, kind: str, decay: float,
     if n:
         edges[0, 0] = edges[-1, 1] = 1.0
     parts: list[np.ndarray] = []
-    if kind in ("emb", "both"):
+    if kind in ("emb", "both", "full"):
         parts += [emb, window_mean(emb, decay, window, -1), window_mean(emb, decay, window, +1)]
-    if kind in ("prob", "both"):
+    if kind in ("prob", "both", "full"):
         parts += [logp, window_mean(probs, decay, window, -1), window_mean(probs, decay, window, +1)]
+    if kind == "full" and n:
+        parts += [topic_mean(emb), topic_mean(probs)]
     if not parts:
-        raise ValueError(f"context features: unknown kind {kind!r}; expected one of emb, prob, both")
+        raise ValueError(f"context features: unknown kind {kind!r}; expected one of emb, prob, both, full")
     return np.hstack([*parts, edges])
 
 
@@ -256,10 +269,11 @@ def context_features(emb: np.ndarray, logp: np.ndarray, kind: str, decay: float,
 class ContextHead:
     """Scores each phrase of a sequence from the phrase and its neighbours.
 
-    ``kind`` ``emb``/``prob``/``both``: a multinomial logistic regression over ``context_features``;
-    ``hmm``: an HMM whose state (the emotion) persists from one phrase to the next with probability
-    ``stay``, emissions the single-phrase probabilities divided by the class ``prior`` (forward-backward
-    marginals). ``temperature`` divides the final logits (fitted on the calibration split).
+    ``kind`` ``emb``/``prob``/``both``/``full``: a multinomial logistic regression over
+    ``context_features``; ``hmm``: an HMM whose state (the emotion) persists from one phrase to the next
+    with probability ``stay``, emissions the single-phrase probabilities divided by the class ``prior``
+    (forward-backward marginals). A regression with ``stay > 0`` is smoothed by that same HMM, its own
+    probabilities divided by ``prior`` as emissions. ``temperature`` divides the final logits.
     """
 
     kind: str
@@ -267,8 +281,9 @@ class ContextHead:
     bias: np.ndarray  # (7,); for hmm the class prior
     decay: float = 0.5
     window: int = 2
-    stay: float = 0.0  # hmm only
+    stay: float = 0.0  # hmm, or HMM smoothing after a regression
     temperature: float = 1.0
+    prior: np.ndarray | None = None  # (7,) class prior of a smoothed regression
 
     def __post_init__(self) -> None:
         if self.kind not in CONTEXT_KINDS:
@@ -279,6 +294,12 @@ class ContextHead:
             raise ValueError("context head: need 0 <= decay <= 1, window >= 1, 0 <= stay < 1")
         if self.bias.shape != (len(EMOTIONS),):
             raise ValueError(f"context head: bias must be ({len(EMOTIONS)},), got {self.bias.shape}")
+        if (
+            self.kind != "hmm"
+            and self.stay > 0
+            and (self.prior is None or self.prior.shape != self.bias.shape)
+        ):
+            raise ValueError("context head: a smoothed regression (stay > 0) needs a (7,) prior")
 
     def logits(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
         """Uncalibrated logits ``(n, 7)`` for one passage."""
@@ -287,7 +308,10 @@ class ContextHead:
         x = context_features(emb, logp, self.kind, self.decay, self.window)
         if x.shape[1] != self.weight.shape[0]:
             raise ValueError(f"context head expects {self.weight.shape[0]} features, got {x.shape[1]}")
-        return np.asarray(x @ self.weight + self.bias)
+        z = np.asarray(x @ self.weight + self.bias)
+        if self.stay > 0 and self.prior is not None:
+            return np.log(np.clip(_hmm_marginals(_softmax(z) / self.prior, self.stay), 1e-12, None))
+        return z
 
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
         return _softmax(self.logits(emb, logp) / self.temperature)
@@ -302,6 +326,7 @@ class ContextHead:
             window=np.int64(self.window),
             stay=np.float64(self.stay),
             temperature=np.float64(self.temperature),
+            **({} if self.prior is None else {"prior": self.prior}),
             **meta,
         )
 
@@ -320,6 +345,7 @@ class ContextHead:
                 window=int(z["window"]),
                 stay=float(z["stay"]),
                 temperature=float(z["temperature"]),
+                prior=z["prior"].astype(np.float64) if "prior" in z else None,
             )
 
 
