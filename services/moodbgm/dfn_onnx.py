@@ -125,8 +125,8 @@ class DfnOnnx:
         self,
         model_tar: Path,
         atten_lim_db: float = 100.0,
-        chunk_frames: int = 2000,
-        warmup_frames: int = 300,
+        chunk_frames: int = 1000,
+        warmup_frames: int = 200,
         threads: int = 1,
     ) -> None:
         import onnxruntime as ort
