@@ -11,7 +11,6 @@ import soundfile as sf
 from scipy import signal
 
 from devtools.sample import old_music, pink_noise, speak
-from realmedia import librivox
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
 from moodbgm.files import read_wav, write_wav
 from moodbgm.separate import (
@@ -23,6 +22,7 @@ from moodbgm.separate import (
     downmix,
 )
 from moodbgm.types import SAMPLE_RATE
+from realmedia import librivox
 
 SR = SAMPLE_RATE
 
@@ -72,7 +72,9 @@ def onnx_separator() -> DeepFilterNetOnnxSeparator:
 
 @pytest.fixture(scope="module", params=["deepfilternet", "deepfilternet-tract"])
 def engine(
-    request: pytest.FixtureRequest, separator: DeepFilterNetSeparator, onnx_separator: DeepFilterNetOnnxSeparator
+    request: pytest.FixtureRequest,
+    separator: DeepFilterNetSeparator,
+    onnx_separator: DeepFilterNetOnnxSeparator,
 ) -> VoiceSeparator:
     return onnx_separator if request.param == "deepfilternet" else separator
 
@@ -206,10 +208,8 @@ def test_options_are_validated() -> None:
         DeepFilterNetOnnxSeparator(atten_lim_db=120)
 
 
-def test_a_failing_child_is_an_error_with_its_words(
-    separator: DeepFilterNetSeparator, tmp_path: Path
-) -> None:
+def test_a_failing_child_is_an_error_with_its_words(engine: VoiceSeparator, tmp_path: Path) -> None:
     src = write_wav(tmp_path / "audio.wav", np.zeros((4800, 2), dtype=np.float32), SR)
     (tmp_path / "voice.wav").mkdir()  # the child cannot put its result there
     with pytest.raises(RuntimeError, match=r"voice separation failed.*voice\.wav"):
-        separator.separate_file(src, tmp_path / "voice.wav")
+        engine.separate_file(src, tmp_path / "voice.wav")

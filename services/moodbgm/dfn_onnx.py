@@ -31,6 +31,7 @@ from scipy.signal import lfilter
 
 from moodbgm.errors import ModelNotFoundError
 
+
 @dataclass(frozen=True)
 class DfnParams:
     """The ``[df]`` and ``[deepfilternet]`` settings of the model's ``config.ini`` this engine needs."""
@@ -50,17 +51,16 @@ class DfnParams:
     def parse(cls, text: str) -> DfnParams:
         cp = configparser.ConfigParser()
         cp.read_string(text)
-        df = cp["df"]
         return cls(
-            sr=df.getint("sr"),
-            fft_size=df.getint("fft_size"),
-            hop_size=df.getint("hop_size"),
-            nb_erb=df.getint("nb_erb"),
-            nb_df=df.getint("nb_df"),
-            norm_tau=df.getfloat("norm_tau"),
-            min_nb_erb_freqs=df.getint("min_nb_erb_freqs"),
-            df_order=df.getint("df_order"),
-            df_lookahead=df.getint("df_lookahead", fallback=0),
+            sr=cp.getint("df", "sr"),
+            fft_size=cp.getint("df", "fft_size"),
+            hop_size=cp.getint("df", "hop_size"),
+            nb_erb=cp.getint("df", "nb_erb"),
+            nb_df=cp.getint("df", "nb_df"),
+            norm_tau=cp.getfloat("df", "norm_tau"),
+            min_nb_erb_freqs=cp.getint("df", "min_nb_erb_freqs"),
+            df_order=cp.getint("df", "df_order"),
+            df_lookahead=cp.getint("df", "df_lookahead", fallback=0),
             conv_lookahead=cp.getint("deepfilternet", "conv_lookahead", fallback=0),
         )
 
@@ -83,7 +83,7 @@ def erb_widths(sr: int, fft_size: int, nb_bands: int, min_nb_freqs: int) -> np.n
     step = (hi - lo) / nb_bands
     widths, prev, over = [], 0, 0
     for i in range(1, nb_bands + 1):
-        fb = int(round(erb2freq(lo + i * step) / freq_width))
+        fb = round(erb2freq(lo + i * step) / freq_width)
         n = fb - prev - over
         if n < min_nb_freqs:
             over, n = min_nb_freqs - n, min_nb_freqs
@@ -149,12 +149,15 @@ class DfnOnnx:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False  # a kept arena holds ~0.2 GB more at the peak
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
         def session(name: str) -> ort.InferenceSession:
             return ort.InferenceSession(blobs[name], opts, providers=["CPUExecutionProvider"])
 
-        self._enc, self._erb_dec, self._df_dec = (session(n) for n in ("enc.onnx", "erb_dec.onnx", "df_dec.onnx"))
+        self._enc, self._erb_dec, self._df_dec = (
+            session(n) for n in ("enc.onnx", "erb_dec.onnx", "df_dec.onnx")
+        )
         self.chunk_frames = chunk_frames
         self.warmup_frames = warmup_frames
         self.atten_lim = None if atten_lim_db >= 100.0 else float(10 ** (-abs(atten_lim_db) / 20))
@@ -258,7 +261,9 @@ class DfnOnnxStream:
             return
         spec = self.m._analysis(self._x, n_frames)
         self._x = self._x[n_frames * self._hop :]
-        ferb, fspec, self._erb_state, self._unit_state = self.m._features(spec, self._erb_state, self._unit_state)
+        ferb, fspec, self._erb_state, self._unit_state = self.m._features(
+            spec, self._erb_state, self._unit_state
+        )
         self._spec = np.concatenate([self._spec, spec])
         self._ferb = np.concatenate([self._ferb, ferb])
         self._fspec = np.concatenate([self._fspec, fspec])
