@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import soundfile as sf
@@ -45,6 +45,9 @@ from tqdm import tqdm
 from moodbgm.errors import InputError, MediaError, ModelNotFoundError
 from moodbgm.files import atomic_path, wav_blocks
 from moodbgm.types import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from moodbgm.dfn_onnx import DfnOnnx
 
 log = logging.getLogger(__name__)
 
@@ -365,13 +368,23 @@ class DeepFilterNetOnnxSeparator:
     def __init__(self, atten_lim_db: float = 100.0) -> None:
         if not 0.0 < atten_lim_db <= 100.0:
             raise ValueError(f"atten_lim_db must be in (0, 100], got {atten_lim_db}")
-        from moodbgm.dfn_onnx import DfnOnnx
-
         self.atten_lim_db = atten_lim_db
         self.model_path = _model_archive()
-        self.engine = DfnOnnx(self.model_path, atten_lim_db)
-        if self.engine.params.sr != SAMPLE_RATE:
-            raise ModelNotFoundError(f"DeepFilterNet model is {self.engine.params.sr} Hz, need {SAMPLE_RATE}")
+        self.config = DeepFilterConfig.from_archive(self.model_path)
+        if self.config.sample_rate != SAMPLE_RATE:
+            raise ModelNotFoundError(
+                f"DeepFilterNet model is {self.config.sample_rate} Hz, need {SAMPLE_RATE}"
+            )
+        self._engine: DfnOnnx | None = None
+
+    @property
+    def engine(self) -> DfnOnnx:
+        """The networks, loaded on first use (``separate_file`` loads them in its child only)."""
+        if self._engine is None:
+            from moodbgm.dfn_onnx import DfnOnnx
+
+            self._engine = DfnOnnx(self.model_path, self.atten_lim_db)
+        return self._engine
 
     def separate(self, audio: np.ndarray) -> np.ndarray:
         return self.engine.process(downmix(audio))
