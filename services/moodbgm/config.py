@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     riffusion_strength: float = Field(0.65, gt=0.0, le=1.0)  # img2img denoising of the composer's seed
 
     # --- remix
-    separator: Literal["deepfilternet", "none"] = "deepfilternet"
+    separator: Literal["deepfilternet", "deepfilternet-tract", "none"] = "deepfilternet"
     duck_db: float | None = None
     target_lufs: float | None = None
     music_level_db: float | None = None  # music bed vs voice loudness (LU), before ducking
