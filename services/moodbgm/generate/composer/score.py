@@ -181,6 +181,10 @@ def plan_sections(timeline: Timeline, duration: float, seed: int) -> tuple[Secti
         target_end = duration if last else min(sec.end, duration)
         cursor = plans[-1].end if plans else 0.0
         half_bar = prof.beats_per_bar * 30.0 / prof.tempo[2]
+        if target_end - cursor < half_bar and not plans and not last:
+            # a first section too short for half a bar: the next section starts the piece
+            logger.debug("section %d (%s) opens shorter than half a bar; the next starts", i, sec.emotion)
+            continue
         if plans and target_end - cursor < half_bar:
             # too short for half a bar after alignment: the previous section carries on over it
             logger.debug("section %d (%s) is shorter than half a bar; merged", i, sec.emotion)
