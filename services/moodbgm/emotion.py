@@ -97,15 +97,14 @@ def default_head_path() -> Path:
 
 
 class SentenceEncoder:
-    """all-MiniLM-L6-v2: WordPiece tokens -> BERT -> mean pool over real tokens -> L2 normalise."""
+    """all-MiniLM-L6-v2: WordPiece tokens -> BERT (``minilm.NumpyBert``) -> mean pool over real
+    tokens -> L2 normalise. Runs on the CPU in numpy: a few dozen phrases per job take a fraction of a
+    second, less than importing torch would."""
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
-        import torch
         from tokenizers import Tokenizer
-        from transformers import BertModel
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a 90 MB local model loads in well under a second
+        from .minilm import NumpyBert
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -114,41 +113,38 @@ class SentenceEncoder:
             raise ModelNotFoundError(
                 f"no MiniLM encoder at {path} (need model.safetensors and tokenizer.json)"
             )
-        self.device = _resolve_device(device)
+        if _resolve_device(device) != "cpu":
+            log.warning("the embedded emotion encoder runs on the CPU (numpy); device %r is not used", device)
+        self.device = "cpu"
         self.batch_size = batch_size
-        self._torch = torch
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tokenizer.no_padding()  # we pad per batch, to the longest text in it
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        bert = BertModel.from_pretrained(str(path), local_files_only=True)
-        self.dim = int(bert.config.hidden_size)
-        module: torch.nn.Module = bert
-        self._model = module.to(self.device).eval()
+        self._model = NumpyBert(path)
+        self.dim = self._model.dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors."""
-        torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # little padding per batch
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                width = max(len(encodings[i].ids) for i in idx)
-                ids = torch.zeros((len(idx), width), dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    n = len(encodings[i].ids)
-                    ids[row, :n] = torch.tensor(encodings[i].ids)
-                    mask[row, :n] = 1
-                ids, mask = ids.to(self.device), mask.to(self.device)
-                hidden = self._model(input_ids=ids, attention_mask=mask).last_hidden_state
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.float().cpu().numpy()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.float32)
+            for row, i in enumerate(idx):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1.0
+            hidden = self._model(ids, mask)
+            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(
+                mask.sum(axis=1, keepdims=True), 1e-9
+            )
+            norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out[idx] = pooled / norms
         return out
 
 
