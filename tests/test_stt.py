@@ -231,3 +231,15 @@ def test_openai_whisper_backend_with_a_tiny_checkpoint(
         assert isinstance(p, Phrase) and p.text == p.text.strip() and p.text
         assert 0.0 <= p.start <= p.end
         assert all(isinstance(x, Word) for x in p.words)
+
+
+def test_auto_threads_leave_the_reserved_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moodbgm.stt import cpu_threads
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert cpu_threads(0) == 4
+    assert cpu_threads(0, reserve=1) == 3
+    assert cpu_threads(0, reserve=9) == 1  # never none
+    assert cpu_threads(2, reserve=1) == 2  # an explicit count is kept
+    with pytest.raises(ValueError, match="reserve"):
+        cpu_threads(0, reserve=-1)

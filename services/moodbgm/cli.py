@@ -97,7 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from moodbgm import media
 
     media.require_video(media.probe(args.video))  # reject bad input before making a job directory
-    models = Models(settings)
+    from moodbgm.pipeline import BESIDE_STT
+
+    models = Models(settings, stt_reserve_cores=BESIDE_STT)  # separation runs beside transcription
     models.generator(options.generator)  # missing weights fail now, not after transcription
     job = create_job(args.outdir, args.video, options)
     _set_override(job.path(TIMELINE_OVERRIDE), args.timeline)

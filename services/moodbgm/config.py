@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     stt_model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     stt_language: str | None = None
-    stt_threads: int = 0  # 0: all cores
+    stt_threads: int = 0  # 0: all cores, less those the process keeps busy beside it (Models)
 
     # --- emotion
     emotion_backend: Literal["embedded", "transformers"] = "embedded"

@@ -31,8 +31,11 @@ class Models:
     A model that failed to build raises the same error at every use, preloaded or not.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, stt_reserve_cores: int = 0) -> None:
+        """``stt_reserve_cores``: cores kept busy beside transcription in this process (``run_job``
+        separates the voice on one); with ``stt_threads`` = 0 the transcriber uses the rest."""
         self.settings = settings or Settings()
+        self.stt_reserve_cores = stt_reserve_cores
         self._cache: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
 
@@ -74,7 +77,12 @@ class Models:
         return self._get(
             "stt",
             lambda: build_transcriber(
-                s.stt_backend, s.stt_model, device=s.device, language=s.stt_language, threads=s.stt_threads
+                s.stt_backend,
+                s.stt_model,
+                device=s.device,
+                language=s.stt_language,
+                threads=s.stt_threads,
+                reserve_cores=self.stt_reserve_cores,
             ),
         )
 

@@ -313,6 +313,11 @@ def run_stage(
     return True
 
 
+BESIDE_STT = 1
+"""Cores ``run_job`` keeps busy beside transcription: the voice separation runs in a child process on
+one. Build the ``Models`` for ``run_job`` with ``stt_reserve_cores=BESIDE_STT``."""
+
+
 def run_job(
     job: JobDir,
     models: Models,

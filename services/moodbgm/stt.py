@@ -117,16 +117,17 @@ def resolve_device(device: str, cuda_count: int) -> str:
     return devices.resolve_device(device, "speech to text", cuda_count)
 
 
-def cpu_threads(threads: int) -> int:
-    """0 means every core this process may use."""
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0, got {threads}")
+def cpu_threads(threads: int, reserve: int = 0) -> int:
+    """0 means every core this process may use, less ``reserve`` cores (at least one is left)."""
+    if threads < 0 or reserve < 0:
+        raise ValueError(f"threads and reserve must be >= 0, got {threads} and {reserve}")
     if threads:
         return threads
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return max(1, cores - reserve)
 
 
 # ---------------------------------------------------------------- faster-whisper models
@@ -368,15 +369,18 @@ def build_transcriber(
     language: str | None = None,
     threads: int = 0,
     *,
+    reserve_cores: int = 0,
     beam_size: int = 2,
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES,
     compute_type: str | None = None,
 ) -> Transcriber:
     """Load a speech-to-text model. Unknown model -> ``ModelNotFoundError``; no GPU for ``cuda`` ->
-    ``InputError``. ``threads=0`` uses every available core. ``compute_type`` (faster-whisper only):
+    ``InputError``. ``threads=0`` uses every available core but ``reserve_cores`` (those other work in
+    the process keeps busy: CTranslate2's threads wait for each other, and a thread that shares its core
+    stalls the rest). ``compute_type`` (faster-whisper only):
     CTranslate2's, e.g. ``int8`` or ``float32``; default int8 on CPU, float16 on CUDA."""
     options = DecodeOptions(language=language, beam_size=beam_size, temperatures=temperatures)
-    n_threads = cpu_threads(threads)
+    n_threads = cpu_threads(threads, reserve_cores)
     if backend == "faster-whisper":
         source = resolve_model(model)  # before touching devices: a bad name fails fast
         return FasterWhisperTranscriber(
