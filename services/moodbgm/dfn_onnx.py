@@ -327,7 +327,7 @@ class DfnOnnxStream:
         """Flushes with zeros so that the output is exactly as long as the input."""
         p = self.m.params
         need_frames = -(-(self._n_in + self._n - self._hop) // self._hop) + 1  # frames to cover the input
-        extra = need_frames + p.lookahead + 1
+        extra = max(0, need_frames + p.lookahead + 1 - self._k_an)  # frames still to analyse
         self._x = np.concatenate([self._x, np.zeros(extra * self._hop, np.float32)])
         self._analyse()
         outs = []
