@@ -69,7 +69,13 @@ def test_each_runner_reads_and_writes_what_its_stage_declares(
     for stage in STAGES:
         read, written = _traced(job, stage.name, models)
         _check(stage, read, written)
-    assert job.path("bgm.mid").exists()  # the composer's optional output
+    assert job.path("bgm.mid").exists()  # the composer's optional outputs: the score and its bar plan
+    bars = json.loads(job.path("bars.json").read_text())
+    assert bars["generator"] == "composer" and bars["sections"][0]["start"] == 0.0
+    for sec in bars["sections"]:
+        assert sec["tempo"] > 0 and sec["meter"] == f"{sec['beats_per_bar']}/4"
+        assert sec["bars"][0] == sec["start"] and sec["bars"] == sorted(sec["bars"])
+        assert all(sec["start"] <= b < sec["end"] for b in sec["bars"])
     # the optional input: an edited timeline replaces planning (and is read, the transcript is not)
     sections = [{"start": 0.0, "end": 6.0, "emotion": "joy"}]
     job.path(TIMELINE_OVERRIDE).write_text(json.dumps({"duration": 6.0, "sections": sections}))

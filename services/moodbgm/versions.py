@@ -36,6 +36,7 @@ VERSIONED: tuple[str, ...] = (
     "timeline.override.json",
     "bgm.wav",
     "bgm.mid",
+    "bars.json",
     "mix.wav",
     "mix.json",
     "output.mp4",

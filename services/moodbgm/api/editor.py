@@ -58,8 +58,9 @@ EDIT_BODY = {
 
 @editor_router.get("/jobs/{job_id}/editor", summary="What the timeline editor shows")
 def get_editor(job_id: str, svc: Svc, sign: Signer, who: Caller) -> dict[str, Any]:
-    """Sections (with intensity, lock, take), phrases, scene cuts, the minimum section length and
-    every version of the score with signed links to its files."""
+    """Sections (with intensity, lock, take), phrases, scene cuts, the composer's tempo and bar plan
+    (``bars``: per section start, end, tempo, metre and bar start times; null for a generator without
+    one), the minimum section length and every version of the score with signed links to its files."""
     _own_job(svc, who, job_id)
     data = svc.editor_data(job_id)
     if data is None:

@@ -29,7 +29,7 @@ from moodbgm.files import read_json
 from moodbgm.jobs import JobDir, JobOptions, create_job, is_job_id, new_job_id
 from moodbgm.jobstore import JobState, JobStore, cancel_job, fail_stale, is_remote, remove_job
 from moodbgm.stages import ARTIFACTS as STAGE_FILES
-from moodbgm.stages import BY_NAME
+from moodbgm.stages import BARS, BY_NAME
 from moodbgm.types import EMOTIONS
 from moodbgm.worker.app import enqueue_job, revoke
 
@@ -251,12 +251,18 @@ class JobService:
             files = [f"v{n}/{f}" for f in versions.VERSIONED if versions.version_file(job, n, f) is not None]
             if files:
                 listed.append({"n": n, "current": n == current, "files": files})
+        options = JobOptions.from_dict(record.options)
+        bars = job.path(BARS)
         return {
             "id": job_id,
             "status": record.status,
+            "generator": options.generator,
+            # the composer's tempo and bar plan (bars.json) of the current version; None when the
+            # generator records none (Riffusion): the editor then draws no bar guides and says why
+            "bars": read_json(bars)["sections"] if bars.is_file() else None,
             "duration": info["duration"],
             "cuts": list(info.get("cuts", [])),
-            "min_section": JobOptions.from_dict(record.options).min_section,
+            "min_section": options.min_section,
             "phrases": [
                 {"start": p["start"], "end": p["end"], "text": p.get("text", "")}
                 for p in transcript["phrases"]

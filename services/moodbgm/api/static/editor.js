@@ -1,5 +1,5 @@
 // moodbgm score editor: sections as blocks over the voice waveform and the phrases; drag (or arrow-key)
-// a boundary, snapping to phrase gaps and scene cuts; split, merge, emotion, intensity, lock, new take;
+// a boundary, snapping to phrase gaps, scene cuts and bar lines; split, merge, emotion, intensity, lock, new take;
 // re-render (PUT /jobs/{id}/timeline) and swap the player to the new version, keeping the others for A/B.
 (function () {
   "use strict";
@@ -27,6 +27,7 @@
       lock: !!s.lock, take: s.take || 0,
     }));
     render();
+    describePlan();
     renderVersions();
   }
 
@@ -53,8 +54,8 @@
     }
   }
 
-  // snap targets: the middles of the silences between phrases, scene cuts (bar lines are not recorded
-  // by the generators yet, so none are drawn)
+  // snap targets: the middles of the silences between phrases, scene cuts and the composer's bar lines
+  // (bars.json of the current version; a generator without a tempo plan gives none)
   function guides() {
     const out = [];
     const ph = ed.data.phrases;
@@ -62,7 +63,31 @@
       if (ph[i].start > ph[i - 1].end) out.push({ t: (ph[i - 1].end + ph[i].start) / 2, kind: "gap" });
     }
     for (const c of ed.data.cuts) out.push({ t: c, kind: "cut" });
+    for (const sec of ed.data.bars || []) for (const b of sec.bars) if (b > 1e-3) out.push({ t: b, kind: "bar" });
     return out.sort((a, b) => a.t - b.t);
+  }
+
+  function describePlan() {
+    const bars = ed.data.bars;
+    if (!bars) {
+      $("ed-plan").textContent = `No bar lines: the ${ed.data.generator} generator records no tempo plan, so only phrase gaps and scene cuts are guides.`;
+      return;
+    }
+    $("ed-plan").textContent = "Music plan: " + bars.map((s) =>
+      `${s.start.toFixed(1)}–${s.end.toFixed(1)} s ${s.emotion}, ${Math.round(s.tempo)} BPM ${s.meter} (${s.bars.length} bars)`).join("; ") + ".";
+  }
+
+  function drawGuides() {
+    const track = $("ed-track"), dur = ed.data.duration;
+    track.querySelectorAll(".ed-guide").forEach((n) => n.remove());
+    for (const g of guides()) {
+      const d = document.createElement("div");
+      d.className = `ed-guide ed-guide-${g.kind}`;
+      d.dataset.t = g.t.toFixed(3);
+      d.style.left = (100 * g.t) / dur + "%";
+      d.setAttribute("aria-hidden", "true");
+      track.insertBefore(d, track.querySelector(".ed-section, .ed-handle"));
+    }
   }
 
   function drawWave() {
@@ -76,10 +101,6 @@
       for (const v of ed.peaks) max = Math.max(max, v);
       ctx.fillStyle = "#5c6270";
       ed.peaks.forEach((v, i) => { const h = (v / max) * (H - 16); ctx.fillRect((i / ed.peaks.length) * W, (H - 12 - h) / 2, 1, Math.max(1, h)); });
-    }
-    for (const g of guides()) {
-      ctx.fillStyle = g.kind === "cut" ? "#b00020" : "#2457c5";
-      ctx.fillRect((g.t / dur) * W, 0, 1, H);
     }
   }
 
@@ -139,6 +160,7 @@
       track.appendChild(h);
     }
     renderList();
+    drawGuides();
     drawWave();
   }
 
