@@ -23,7 +23,7 @@
     ed.data = await r.json();
     ed.sections = ed.data.sections.map((s) => ({
       start: s.start, end: s.end, emotion: s.emotion,
-      intensity: s.intensity == null ? (s.confidence == null ? 1 : s.confidence) : s.intensity,
+      intensity: s.intensity == null ? 0.5 : s.intensity,
       lock: !!s.lock, take: s.take || 0,
     }));
     render();
@@ -211,7 +211,7 @@
       const opts = ed.data.emotions.map((e) => `<option value="${e}"${e === s.emotion ? " selected" : ""}>${e}</option>`).join("");
       li.innerHTML = `<span class="ed-span">${k + 1}. ${s.start.toFixed(1)}–${s.end.toFixed(1)} s</span>
         <label>Emotion of section ${k + 1} <select data-k="${k}" class="ed-emotion">${opts}</select></label>
-        <label>Intensity of section ${k + 1} <input type="range" min="0" max="1" step="0.05" value="${s.intensity}" data-k="${k}" class="ed-intensity"></label>
+        <label>Intensity of section ${k + 1} <input type="range" min="0" max="1" step="0.05" value="${s.intensity}" data-k="${k}" class="ed-intensity" aria-describedby="ed-int-help" aria-valuetext="${intensityWords(s.intensity)}"></label>
         <label><input type="checkbox" data-k="${k}" class="ed-lock"${s.lock ? " checked" : ""}> Lock section ${k + 1}</label>
         <button type="button" data-k="${k}" class="ed-split">Split section ${k + 1}</button>
         ${k + 1 < ed.sections.length ? `<button type="button" data-k="${k}" class="ed-merge">Merge section ${k + 1} with ${k + 2}</button>` : ""}
@@ -224,6 +224,11 @@
     list.querySelectorAll(".ed-split").forEach((n) => n.addEventListener("click", () => split(+n.dataset.k)));
     list.querySelectorAll(".ed-merge").forEach((n) => n.addEventListener("click", () => merge(+n.dataset.k)));
     list.querySelectorAll(".ed-take").forEach((n) => n.addEventListener("click", () => { ed.sections[+n.dataset.k].take += 1; rerender(); }));
+  }
+
+  function intensityWords(v) {
+    const words = v < 0.5 ? "sparser, legato" : v > 0.5 ? "denser, more voices and drums" : "as the emotion plays it";
+    return `${v.toFixed(2)}, ${words}`;
   }
 
   function split(k) {
