@@ -119,7 +119,8 @@ def load_emotions(job: JobDir) -> list[EmotionScores]:
 
 
 def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.timeline import TimelineOptions, load_timeline_override, plan_timeline
+    from moodbgm.replan import timeline_options
+    from moodbgm.timeline import load_timeline_override, plan_timeline
 
     info = _media_info(job)
     override = job.path(TIMELINE_OVERRIDE)
@@ -130,13 +131,8 @@ def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) 
             raise InputError(f"{override.name}: {e}") from None
     else:
         transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-        topts = TimelineOptions(
-            min_section=options.min_section,
-            min_confidence=options.min_confidence,
-            force_emotion=options.emotion,
-        )
         timeline = plan_timeline(
-            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], topts
+            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], timeline_options(options)
         )
     write_json(job.path("timeline.json"), timeline.to_dict())
 
