@@ -275,6 +275,31 @@ class JobService:
             "export": versions.EXPORT if record.status == "done" else None,
         }
 
+    def replan(self, job_id: str, data: Any) -> list[dict[str, Any]]:
+        """An edit (``{"sections": [...]}``; the current sections when ``data`` is None) with its unlocked
+        stretches planned again from the phrases' emotions (``replan.py``). Nothing is rendered: the
+        page shows the proposal and re-renders it with ``PUT /timeline``. ``EditError`` for a bad edit,
+        ``ProblemError`` 409 before the job has a timeline."""
+        from moodbgm.replan import replan, timeline_options
+        from moodbgm.stages import load_emotions
+        from moodbgm.types import Transcript
+
+        job = JobDir(self.data_dir / job_id)
+        if not job.path("timeline.json").is_file():
+            raise ProblemError(
+                409, "not-done", "Job not done", f"job {job_id} has no timeline yet; re-plan it once it is"
+            )
+        options = JobOptions.from_dict(job.read().options)
+        info = read_json(job.path("media.json"))
+        duration = float(info["duration"])
+        edit = {"sections": versions.current_sections(job)} if data is None else data
+        sections = versions.validate_edit(edit, duration, options.min_section)
+        phrases = Transcript.from_dict(read_json(job.path("transcript.json"))).phrases
+        out = replan(
+            sections, phrases, load_emotions(job), duration, info.get("cuts", []), timeline_options(options)
+        )
+        return [s.to_dict() for s in out]
+
     def rerender(self, job_id: str, data: Any) -> int:
         """Validate an edit, freeze the current version, enqueue the stages an edit re-runs. Returns the
         new version's number. ``EditError`` for a bad edit, ``ProblemError`` 409 unless the job is done."""
@@ -357,7 +382,28 @@ class JobService:
             jobs=jobs,
             created=b.created,
             owner=b.owner,
+            picked=b.picked,
         )
+
+    def pick(self, batch_id: str, job_id: Any) -> BatchStatus | None:
+        """Make ``job_id`` the picked variation (the output) of a batch of variations; None when there is
+        no such batch. ``InputError`` when the job is not one of its variations, ``ProblemError`` 409
+        unless the job is done."""
+        b = self.store.get_batch(batch_id) if is_job_id(batch_id) else None
+        if b is None:
+            return None
+        if b.kind != "variations":
+            raise InputError(f"batch {batch_id} holds files, not variations: there is nothing to pick")
+        if not isinstance(job_id, str) or job_id not in b.jobs:
+            raise InputError(f"{job_id!r} is not a variation of batch {batch_id}; one of {', '.join(b.jobs)}")
+        state = self.store.get(job_id)
+        if state is None or state.status != "done":
+            raise ProblemError(
+                409, "not-done", "Job not done", f"variation {job_id} is not done; pick it once it is"
+            )
+        self.store.pick(batch_id, job_id)
+        log.info("batch %s: variation %s picked", batch_id, job_id)
+        return self.batch(batch_id)
 
     def list_jobs(
         self, owner: str | None, statuses: frozenset[str] | None, after: tuple[float, str] | None, limit: int

@@ -1,6 +1,6 @@
 // moodbgm score editor: sections as blocks over the voice waveform and the phrases; drag (or arrow-key)
 // a boundary, snapping to phrase gaps, scene cuts and bar lines; split, merge, emotion, intensity, lock, new take;
-// re-render (PUT /jobs/{id}/timeline) and swap the player to the new version, keeping the others for A/B.
+// re-plan the unlocked sections (POST .../timeline/replan); re-render (PUT /jobs/{id}/timeline) and swap the player to the new version, keeping the others for A/B.
 (function () {
   "use strict";
   const API = "/api/v1";
@@ -252,10 +252,29 @@
     say(`Sections ${k + 1} and ${k + 2} merged.`);
   }
 
+  function editBody() {
+    return { sections: ed.sections.map((s) => ({ start: s.start, end: s.end, emotion: s.emotion, intensity: s.intensity, lock: s.lock, take: s.take })) };
+  }
+
+  // re-plan: the server plans every unlocked stretch again from the phrases' emotions, keeping the
+  // locked sections exactly; the proposal replaces the edit here and is heard after a re-render
+  async function replan() {
+    $("ed-error").textContent = "";
+    const r = await fetch(`${API}/jobs/${ed.id}/timeline/replan`, {
+      method: "POST", headers: { ...ed.headers(), "Content-Type": "application/json" }, body: JSON.stringify(editBody()),
+    });
+    const answer = await r.json();
+    if (!r.ok) { $("ed-error").textContent = `Not re-planned: ${answer.detail || r.statusText}`; return; }
+    ed.sections = answer.sections.map((s) => ({ ...s }));
+    render();
+    const kept = ed.sections.filter((s) => s.lock).length;
+    say(`Re-planned: ${ed.sections.length} sections, ${kept} locked kept as they were. Re-render to hear it.`);
+  }
+
   async function rerender() {
     $("ed-error").textContent = "";
     $("ed-render").disabled = true;
-    const body = { sections: ed.sections.map((s) => ({ start: s.start, end: s.end, emotion: s.emotion, intensity: s.intensity, lock: s.lock, take: s.take })) };
+    const body = editBody();
     const r = await fetch(`${API}/jobs/${ed.id}/timeline`, {
       method: "PUT", headers: { ...ed.headers(), "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
@@ -329,5 +348,6 @@
   }
 
   $("ed-render").addEventListener("click", rerender);
+  $("ed-replan").addEventListener("click", replan);
   window.moodbgmEditor = { open };
 })();
