@@ -158,7 +158,7 @@
   // variations side by side: one player each and a button that picks it as the output
   // (POST /batches/{id}/pick); the picked one plays in the main player and opens in the editor
   function showResult(done) {
-    const list = $("variations");
+    const list = $("variation-list");
     list.innerHTML = "";
     $("variations-section").hidden = done.length < 2;
     if (done.length > 1) {
@@ -206,7 +206,7 @@
   }
 
   function select(job, button) {
-    for (const b of $("variations").querySelectorAll("button.pick")) {
+    for (const b of $("variation-list").querySelectorAll("button.pick")) {
       b.setAttribute("aria-pressed", String(b === button));
       b.closest("li").classList.toggle("picked", b === button);
     }

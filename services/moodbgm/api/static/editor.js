@@ -14,6 +14,7 @@
     ed = { id: jobId, headers, colors, onVersion, peaks: null, data: null, sections: [] };
     await reload();
     $("editor").hidden = false;
+    $("editor").dataset.job = jobId;
     loadPeaks();
   }
 
