@@ -12,13 +12,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from moodbgm.config import Settings
+from moodbgm.generate.base import MusicGenerator
 from moodbgm.jobs import JobDir, JobOptions, create_job
 from moodbgm.models import Models
 from moodbgm.pipeline import run_stage
 from moodbgm.stages import ARTIFACTS, BY_NAME, QUEUES, STAGES, TIMELINE_OVERRIDE, Stage, stages_for, upstream
+from moodbgm.types import MusicBed, Section, Timeline
 
 IGNORED = {"job.json"}  # the lifecycle's record, not a stage's
 
@@ -114,3 +117,30 @@ def test_no_runtime_module_imports_devtools() -> None:
         )
     ]
     assert offenders == []
+
+
+class _PlanlessGenerator:
+    """A generator with no tempo plan (as Riffusion): quiet noise, no MIDI, no bars."""
+
+    name = "riffusion"
+
+    def generate(
+        self, timeline: Timeline, duration: float, options: object, progress: object = None
+    ) -> MusicBed:
+        n = round(duration * 48_000)
+        return MusicBed(np.random.default_rng(0).normal(0, 0.01, (n, 2)).astype(np.float32), 48_000)
+
+
+class _PlanlessModels(Models):
+    def generator(self, name: str) -> MusicGenerator:
+        return _PlanlessGenerator()
+
+
+def test_a_generator_without_a_plan_leaves_no_stale_bar_plan(media_dir: Path, tmp_path: Path) -> None:
+    job = create_job(tmp_path / "j", media_dir / "av.mp4", JobOptions())
+    job.path("timeline.json").write_text(json.dumps(Timeline(2.0, (Section(0, 2, "joy"),)).to_dict()))
+    job.path("bars.json").write_text('{"generator": "composer", "sections": []}')  # a previous version's
+    job.path("bgm.mid").write_bytes(b"MThd")
+    BY_NAME["generate"].runner(job, JobOptions(), _PlanlessModels(Settings()), lambda f: None)
+    assert job.path("bgm.wav").is_file()
+    assert not job.path("bars.json").exists() and not job.path("bgm.mid").exists()

@@ -87,7 +87,7 @@
       d.dataset.t = g.t.toFixed(3);
       d.style.left = (100 * g.t) / dur + "%";
       d.setAttribute("aria-hidden", "true");
-      track.insertBefore(d, track.querySelector(".ed-section, .ed-handle"));
+      track.insertBefore(d, track.querySelector(".ed-handle")); // over the blocks, under the handles
     }
   }
 
@@ -139,7 +139,7 @@
       div.style.left = (100 * s.start) / dur + "%";
       div.style.width = (100 * (s.end - s.start)) / dur + "%";
       div.style.background = (ed.colors[s.emotion] || "#999999") + Math.round(0x40 + 0x9f * s.intensity).toString(16).padStart(2, "0");
-      div.textContent = `${k + 1}. ${s.emotion}${s.lock ? " 🔒" : ""}${s.take ? ` · take ${s.take + 1}` : ""}`;
+      div.textContent = `${k + 1}. ${s.emotion}${s.lock ? " (locked)" : ""}${s.take ? ` · take ${s.take + 1}` : ""}`;
       div.setAttribute("aria-hidden", "true");
       track.appendChild(div);
     });
