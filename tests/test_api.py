@@ -125,6 +125,25 @@ def test_variations_share_the_upload_with_consecutive_seeds(
     assert inputs[1].read_bytes() == (media_dir / "av.mp4").read_bytes()
 
 
+def test_pick_a_variation_as_the_output(client: TestClient, settings: Settings, media_dir: Path) -> None:
+    body = upload(client, media_dir / "av.mp4", seed=7, variations=2).json()
+    batch_id, (first, second) = body["batch_id"], body["jobs"]
+    pick = f"/api/v1/batches/{batch_id}/pick"
+    assert client.get(f"/api/v1/batches/{batch_id}").json()["picked"] is None
+    assert_problem(client.post(pick, json={"job": second}), 409)  # not done yet
+    store = JobStore.from_url(REDIS_URL, settings.redis_prefix)
+    store.update(second, status="done")
+    r = client.post(pick, json={"job": second})
+    assert r.status_code == 200, r.text
+    assert r.json()["picked"] == second
+    assert client.get(f"/api/v1/batches/{batch_id}").json()["picked"] == second
+    assert_problem(client.post(pick, json={"job": "0" * 32}), 422)  # not one of its variations
+    assert_problem(client.post(pick, json={"nope": 1}), 422)
+    other = TestClient(client.app, headers=bearer(KEY_B))
+    assert other.post(pick, json={"job": second}).status_code == 404  # another key's batch
+    assert client.post(f"/api/v1/batches/{'0' * 32}/pick", json={"job": first}).status_code == 404
+
+
 def test_batch_of_files(client: TestClient, media_dir: Path) -> None:
     files = [("files", (n, (media_dir / n).read_bytes(), "video/mp4")) for n in ("av.mp4", "video_only.mp4")]
     r = client.post("/api/v1/batches", files=files, data={"style": "acoustic"})

@@ -6,6 +6,7 @@ and a new take that changes only its section of the music."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import shutil
 import time
@@ -220,6 +221,22 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         assert media.video_packet_hash(job / "output.mp4") == media.video_packet_hash(clip)
         ed = c.get(f"/api/v1/jobs/{job_id}/editor").json()
         assert ed["version"] == 2 and [v["n"] for v in ed["versions"]] == [1, 2]
+        # the composer's tempo and bar plan of this version: the bar guides
+        assert [b["emotion"] for b in ed["bars"]] == ["neutral", "fear"]
+        assert ed["bars"][1]["start"] == pytest.approx(cut, abs=2.5)  # the change lands on a bar line
+        assert all(b["tempo"] > 0 and b["bars"][0] == b["start"] for b in ed["bars"])
+
+        # re-plan around the locked section (no body: the current sections): it stays exactly, the
+        # rest is planned again from the phrases and tiles the video; nothing is rendered
+        r = c.post(f"/api/v1/jobs/{job_id}/timeline/replan")
+        assert r.status_code == 200, r.text
+        got = r.json()["sections"]
+        locked = {"start": cut, "end": duration, "emotion": "fear", "intensity": 0.5, "lock": True, "take": 0}
+        assert got[-1] == locked and not any(s["lock"] for s in got[:-1])
+        assert got[0]["start"] == 0.0 and all(a["end"] == b["start"] for a, b in itertools.pairwise(got))
+        assert got[-2]["end"] == cut and c.get(f"/api/v1/jobs/{job_id}/editor").json()["version"] == 2
+        r = c.post(f"/api/v1/jobs/{job_id}/timeline/replan", json=bad)
+        assert r.status_code == 422 and (r.json()["section"], r.json()["rule"]) == (1, "tile")
         v1 = ed["versions"][0]["files"]
         got = httpx.get(url + v1["v1/timeline.json"]).json()  # the signed link, no key
         assert got["sections"] != tl["sections"]

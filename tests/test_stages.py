@@ -12,13 +12,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from moodbgm.config import Settings
+from moodbgm.generate.base import MusicGenerator
 from moodbgm.jobs import JobDir, JobOptions, create_job
 from moodbgm.models import Models
 from moodbgm.pipeline import run_stage
 from moodbgm.stages import ARTIFACTS, BY_NAME, QUEUES, STAGES, TIMELINE_OVERRIDE, Stage, stages_for, upstream
+from moodbgm.types import MusicBed, Section, Timeline
 
 IGNORED = {"job.json"}  # the lifecycle's record, not a stage's
 
@@ -69,7 +72,13 @@ def test_each_runner_reads_and_writes_what_its_stage_declares(
     for stage in STAGES:
         read, written = _traced(job, stage.name, models)
         _check(stage, read, written)
-    assert job.path("bgm.mid").exists()  # the composer's optional output
+    assert job.path("bgm.mid").exists()  # the composer's optional outputs: the score and its bar plan
+    bars = json.loads(job.path("bars.json").read_text())
+    assert bars["generator"] == "composer" and bars["sections"][0]["start"] == 0.0
+    for sec in bars["sections"]:
+        assert sec["tempo"] > 0 and sec["meter"] == f"{sec['beats_per_bar']}/4"
+        assert sec["bars"][0] == sec["start"] and sec["bars"] == sorted(sec["bars"])
+        assert all(sec["start"] <= b < sec["end"] for b in sec["bars"])
     # the optional input: an edited timeline replaces planning (and is read, the transcript is not)
     sections = [{"start": 0.0, "end": 6.0, "emotion": "joy"}]
     job.path(TIMELINE_OVERRIDE).write_text(json.dumps({"duration": 6.0, "sections": sections}))
@@ -108,3 +117,30 @@ def test_no_runtime_module_imports_devtools() -> None:
         )
     ]
     assert offenders == []
+
+
+class _PlanlessGenerator:
+    """A generator with no tempo plan (as Riffusion): quiet noise, no MIDI, no bars."""
+
+    name = "riffusion"
+
+    def generate(
+        self, timeline: Timeline, duration: float, options: object, progress: object = None
+    ) -> MusicBed:
+        n = round(duration * 48_000)
+        return MusicBed(np.random.default_rng(0).normal(0, 0.01, (n, 2)).astype(np.float32), 48_000)
+
+
+class _PlanlessModels(Models):
+    def generator(self, name: str) -> MusicGenerator:
+        return _PlanlessGenerator()
+
+
+def test_a_generator_without_a_plan_leaves_no_stale_bar_plan(media_dir: Path, tmp_path: Path) -> None:
+    job = create_job(tmp_path / "j", media_dir / "av.mp4", JobOptions())
+    job.path("timeline.json").write_text(json.dumps(Timeline(2.0, (Section(0, 2, "joy"),)).to_dict()))
+    job.path("bars.json").write_text('{"generator": "composer", "sections": []}')  # a previous version's
+    job.path("bgm.mid").write_bytes(b"MThd")
+    BY_NAME["generate"].runner(job, JobOptions(), _PlanlessModels(Settings()), lambda f: None)
+    assert job.path("bgm.wav").is_file()
+    assert not job.path("bars.json").exists() and not job.path("bgm.mid").exists()

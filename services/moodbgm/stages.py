@@ -38,6 +38,8 @@ TAKE = "take.json"
 """A "new take" of some sections (the page's editor, ``versions.py``): the seed and the spans to re-seed."""
 TAKE_AUDIO = "take.wav"
 """The previous version's music, kept outside the re-seeded spans of a new take."""
+BARS = "bars.json"
+"""The composer's plan: per section start, end, tempo, metre and bar start times (none for Riffusion)."""
 USER_FILES = (TIMELINE_OVERRIDE, TAKE, TAKE_AUDIO)
 """Files the user (or the editor) supplies, not a stage: keyed by content, never served as artifacts."""
 
@@ -117,7 +119,8 @@ def load_emotions(job: JobDir) -> list[EmotionScores]:
 
 
 def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    from moodbgm.timeline import TimelineOptions, load_timeline_override, plan_timeline
+    from moodbgm.replan import timeline_options
+    from moodbgm.timeline import load_timeline_override, plan_timeline
 
     info = _media_info(job)
     override = job.path(TIMELINE_OVERRIDE)
@@ -128,13 +131,8 @@ def _timeline(job: JobDir, options: JobOptions, models: Models, report: Report) 
             raise InputError(f"{override.name}: {e}") from None
     else:
         transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
-        topts = TimelineOptions(
-            min_section=options.min_section,
-            min_confidence=options.min_confidence,
-            force_emotion=options.emotion,
-        )
         timeline = plan_timeline(
-            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], topts
+            transcript.phrases, load_emotions(job), info["duration"], info["cuts"], timeline_options(options)
         )
     write_json(job.path("timeline.json"), timeline.to_dict())
 
@@ -165,6 +163,10 @@ def _generate(job: JobDir, options: JobOptions, models: Models, report: Report) 
             tmp.write_bytes(bed.midi)
     else:
         job.path("bgm.mid").unlink(missing_ok=True)  # never leave another generator's score beside it
+    if bed.bars is not None:  # the composer's tempo and bar plan (the editor's bar guides)
+        write_json(job.path(BARS), bed.bars)
+    else:
+        job.path(BARS).unlink(missing_ok=True)  # a generator without a plan records no bar lines
     write_wav(job.path("bgm.wav"), bed.audio, bed.sample_rate)
 
 
@@ -214,7 +216,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("timeline", ("media.json", "transcript.json", "emotions.json"), ("timeline.json",),
           (TIMELINE_OVERRIDE,), ("emotion", "min_section", "min_confidence"), (),
           None, _timeline, "nlp", 0.02),
-    Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid", TAKE, TAKE_AUDIO),
+    Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid", BARS, TAKE, TAKE_AUDIO),
           ("generator", "style", "seed"), (),
           None, _generate, "generate", 0.30),
     Stage("mix", ("media.json", "voice.wav", "bgm.wav"), ("mix.wav", "mix.json"), (), MIX_OPTIONS, (),

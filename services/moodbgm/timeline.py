@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from moodbgm.types import EMOTIONS, EmotionScores, Phrase, Section, Timeline, check_emotion
+from moodbgm.types import DEFAULT_INTENSITY, EMOTIONS, EmotionScores, Phrase, Section, Timeline, check_emotion
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def load_timeline_override(data: Mapping[str, Any], duration: float, tolerance: 
             raise ValueError(
                 f"timeline override: duration {stated:.3f} s does not match the media ({duration:.3f} s)"
             )
-    parsed: list[tuple[float, float, str, float]] = []
+    parsed: list[tuple[float, float, str, float, float]] = []
     for k, item in enumerate(raw, start=1):
         if not isinstance(item, Mapping):
             raise ValueError(f"timeline override: section {k} is not an object")
@@ -291,11 +291,14 @@ def load_timeline_override(data: Mapping[str, Any], duration: float, tolerance: 
         confidence = _number(item.get("confidence", 1.0), f"section {k} confidence")
         if not 0.0 <= confidence <= 1.0:
             raise ValueError(f"timeline override: section {k} confidence must be in [0, 1], got {confidence}")
+        intensity = _number(item.get("intensity", DEFAULT_INTENSITY), f"section {k} intensity")
+        if not 0.0 <= intensity <= 1.0:
+            raise ValueError(f"timeline override: section {k} intensity must be in [0, 1], got {intensity}")
         if end <= start:
             raise ValueError(
                 f"timeline override: section {k} ends ({end:.3f}) before it starts ({start:.3f})"
             )
-        parsed.append((start, end, emotion, confidence))
+        parsed.append((start, end, emotion, confidence, intensity))
     if abs(parsed[0][0]) > tolerance:
         raise ValueError(f"timeline override: the first section starts at {parsed[0][0]:.3f} s, not 0")
     if abs(parsed[-1][1] - duration) > tolerance:
@@ -313,10 +316,10 @@ def load_timeline_override(data: Mapping[str, Any], duration: float, tolerance: 
             )
     edges = [0.0] + [p[0] for p in parsed[1:]] + [duration]
     sections = []
-    for k, (_, _, emotion, confidence) in enumerate(parsed):
+    for k, (_, _, emotion, confidence, intensity) in enumerate(parsed):
         if edges[k + 1] <= edges[k]:
             raise ValueError(f"timeline override: section {k + 1} is empty once aligned to the media")
-        sections.append(Section(edges[k], edges[k + 1], emotion, confidence))
+        sections.append(Section(edges[k], edges[k + 1], emotion, confidence, intensity))
     cuts = data.get("cuts", [])
     if not isinstance(cuts, list):
         raise ValueError("timeline override: 'cuts' must be a list of times")

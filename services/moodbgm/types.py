@@ -153,6 +153,10 @@ def check_emotion(emotion: str) -> str:
     return emotion
 
 
+DEFAULT_INTENSITY = 0.5
+"""A section's intensity when nobody set it: the emotion's own density (the composer changes nothing)."""
+
+
 @dataclass(frozen=True)
 class Section:
     """A stretch of the video scored with one emotion."""
@@ -161,23 +165,38 @@ class Section:
     end: float
     emotion: str
     confidence: float = 1.0
+    intensity: float = DEFAULT_INTENSITY  # 0..1: how dense and active the music is (the editor sets it)
 
     def __post_init__(self) -> None:
         _check_span(self.start, self.end, "Section")
         check_emotion(self.emotion)
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"Section: confidence must be in [0, 1], got {self.confidence}")
+        if not 0.0 <= self.intensity <= 1.0:
+            raise ValueError(f"Section: intensity must be in [0, 1], got {self.intensity}")
 
     @property
     def duration(self) -> float:
         return self.end - self.start
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "emotion": self.emotion, "confidence": self.confidence}
+        return {
+            "start": self.start,
+            "end": self.end,
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "intensity": self.intensity,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Section:
-        return cls(float(d["start"]), float(d["end"]), str(d["emotion"]), float(d.get("confidence", 1.0)))
+        return cls(
+            float(d["start"]),
+            float(d["end"]),
+            str(d["emotion"]),
+            float(d.get("confidence", 1.0)),
+            float(d.get("intensity", DEFAULT_INTENSITY)),
+        )
 
 
 @dataclass(frozen=True)
@@ -231,6 +250,7 @@ class MusicBed:
     audio: np.ndarray = field(repr=False)
     sample_rate: int = SAMPLE_RATE
     midi: bytes | None = field(default=None, repr=False)
+    bars: dict[str, Any] | None = field(default=None, repr=False)  # the composer's plan (bars.json)
 
     def __post_init__(self) -> None:
         a = np.asarray(self.audio, dtype=np.float32)

@@ -27,7 +27,7 @@ import numpy as np
 
 from moodbgm.files import read_json, write_json
 from moodbgm.jobs import JobDir
-from moodbgm.types import EMOTIONS
+from moodbgm.types import DEFAULT_INTENSITY, EMOTIONS
 
 RERUN: tuple[str, ...] = ("timeline", "generate", "mix", "mux", "report")
 """The stages an edit re-runs (the timeline stage re-plans from the override; earlier ones are kept)."""
@@ -36,6 +36,7 @@ VERSIONED: tuple[str, ...] = (
     "timeline.override.json",
     "bgm.wav",
     "bgm.mid",
+    "bars.json",
     "mix.wav",
     "mix.json",
     "output.mp4",
@@ -68,7 +69,7 @@ class SectionEdit:
     start: float
     end: float
     emotion: str
-    intensity: float = 1.0  # 0..1, recorded as the section's confidence
+    intensity: float = DEFAULT_INTENSITY  # 0..1: the music's activity (composer/intensity.py)
     lock: bool = False  # the editor keeps a locked section's boundaries and emotion
     take: int = 0  # 0: the job's seed; n > 0: the n-th new take of this section
 
@@ -77,7 +78,6 @@ class SectionEdit:
             "start": self.start,
             "end": self.end,
             "emotion": self.emotion,
-            "confidence": self.intensity,
             "intensity": self.intensity,
             "lock": self.lock,
             "take": self.take,
@@ -112,7 +112,7 @@ def validate_edit(data: Any, duration: float, min_section: float) -> tuple[Secti
             raise EditError(
                 k, "emotion", f"section {k}: unknown emotion {emotion!r}; one of {', '.join(EMOTIONS)}"
             )
-        intensity = _num(item.get("intensity", 1.0), k, "intensity")
+        intensity = _num(item.get("intensity", DEFAULT_INTENSITY), k, "intensity")
         if not 0.0 <= intensity <= 1.0:
             raise EditError(k, "intensity", f"section {k}: intensity must be in [0, 1], got {intensity}")
         lock = item.get("lock", False)
@@ -157,7 +157,7 @@ def takes_changed(old: Sequence[Mapping[str, Any]], new: Sequence[SectionEdit]) 
             abs(float(o["start"]) - n.start) < 1e-6
             and abs(float(o["end"]) - n.end) < 1e-6
             and o["emotion"] == n.emotion
-            and abs(float(o.get("intensity", o.get("confidence", 1.0))) - n.intensity) < 1e-9
+            and abs(float(o.get("intensity", DEFAULT_INTENSITY)) - n.intensity) < 1e-9
         )
         if not same:
             return None

@@ -113,6 +113,9 @@ class BatchStatus(BaseModel):
     jobs: list[JobStatus]
     created: float
     owner: str = Field("", description="id of the API key that made the batch")
+    picked: str | None = Field(
+        None, description="variations: the job picked as the output (POST /batches/{id}/pick), if any"
+    )
 
 
 class Problem(BaseModel):

@@ -16,33 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, chain
+from celery import Celery
 
-from moodbgm import versions
+from moodbgm.api.editing import CONTENT_TYPES, EditingMixin
 from moodbgm.api.problems import ProblemError
 from moodbgm.api.schemas import BatchStatus, ErrorInfo, FileLink, JobLinks, JobStatus
 from moodbgm.api.uploads import UPLOADS, ReceivedForm, check_media
 from moodbgm.artifacts import open_store
 from moodbgm.config import Settings
 from moodbgm.errors import InputError
-from moodbgm.files import read_json
 from moodbgm.jobs import JobDir, JobOptions, create_job, is_job_id, new_job_id
 from moodbgm.jobstore import JobState, JobStore, cancel_job, fail_stale, is_remote, remove_job
 from moodbgm.stages import ARTIFACTS as STAGE_FILES
-from moodbgm.stages import BY_NAME
 from moodbgm.types import EMOTIONS
 from moodbgm.worker.app import enqueue_job, revoke
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
-CONTENT_TYPES = {
-    ".mp4": "video/mp4",
-    ".wav": "audio/wav",
-    ".mid": "audio/midi",
-    ".png": "image/png",
-    ".json": "application/json",
-}
 PRIVATE = frozenset({"media.json"})  # holds server paths
 # downloadable artifacts -> content type: every file a stage writes (the video first, then the latest
 # stage's files first) and "input", the original upload
@@ -77,7 +68,7 @@ class Submitted:
     names: tuple[str, ...]
 
 
-class JobService:
+class JobService(EditingMixin):
     def __init__(self, settings: Settings, store: JobStore, celery: Celery) -> None:
         self.settings = settings
         self.store = store
@@ -221,84 +212,6 @@ class JobService:
         path = job.path(name)
         return (path, ARTIFACTS[name]) if path.is_file() else None
 
-    # ---- the score editor (api/editor.py, versions.py)
-    def versioned(self, job_id: str, name: str) -> tuple[Path, str] | None:
-        """``v<n>/<file>``: a file of one version of an edited score; ``export.zip``: the current one
-        for video editors (stems, MIDI, mix, timeline, markers)."""
-        if name == versions.EXPORT:
-            job = JobDir(self.data_dir / job_id)
-            if not (is_job_id(job_id) and job.path("timeline.json").is_file()):
-                return None
-            return versions.export_zip(job), "application/zip"
-        head, _, file = name.partition("/")
-        if not (is_job_id(job_id) and head[:1] == "v" and head[1:].isdigit() and file in versions.VERSIONED):
-            return None
-        path = versions.version_file(JobDir(self.data_dir / job_id), int(head[1:]), file)
-        return None if path is None else (path, CONTENT_TYPES[path.suffix])
-
-    def editor_data(self, job_id: str) -> dict[str, Any] | None:
-        """What the timeline editor shows; None before the job has a timeline."""
-        job = JobDir(self.data_dir / job_id)
-        if not job.path("timeline.json").is_file():
-            return None
-        record = job.read()
-        info = read_json(job.path("media.json"))
-        transcript = read_json(job.path("transcript.json"))
-        idx = versions.index(job)
-        current = int(idx["current"])
-        listed = []
-        for n in range(1, current + 1):
-            files = [f"v{n}/{f}" for f in versions.VERSIONED if versions.version_file(job, n, f) is not None]
-            if files:
-                listed.append({"n": n, "current": n == current, "files": files})
-        return {
-            "id": job_id,
-            "status": record.status,
-            "duration": info["duration"],
-            "cuts": list(info.get("cuts", [])),
-            "min_section": JobOptions.from_dict(record.options).min_section,
-            "phrases": [
-                {"start": p["start"], "end": p["end"], "text": p.get("text", "")}
-                for p in transcript["phrases"]
-            ],
-            "sections": versions.current_sections(job),
-            "emotions": list(EMOTIONS),
-            "version": current,
-            "versions": listed,
-            "stages": {k: v.seconds for k, v in record.stages.items()},
-            "export": versions.EXPORT if record.status == "done" else None,
-        }
-
-    def rerender(self, job_id: str, data: Any) -> int:
-        """Validate an edit, freeze the current version, enqueue the stages an edit re-runs. Returns the
-        new version's number. ``EditError`` for a bad edit, ``ProblemError`` 409 unless the job is done."""
-        state = self.store.get(job_id)
-        job = JobDir(self.data_dir / job_id)
-        if state is None or state.status != "done" or not job.path("output.mp4").is_file():
-            raise ProblemError(
-                409, "not-done", "Job not done", f"job {job_id} is not done; edit it once it is"
-            )
-        record = job.read()
-        options = JobOptions.from_dict(record.options)
-        duration = float(read_json(job.path("media.json"))["duration"])
-        sections = versions.validate_edit(data, duration, options.min_section)
-        with job.locked():
-            version = versions.prepare_rerender(job, sections, duration, options.seed)
-            job.update(status="queued", stage=versions.RERUN[0], error=None)
-        self.store.update(job_id, status="queued", stage=versions.RERUN[0], error=None)
-        steps = [
-            self.celery.signature(BY_NAME[s].task, args=(job_id,), queue=BY_NAME[s].queue, immutable=True)
-            for s in versions.RERUN
-        ]
-        result = chain(*steps).apply_async()
-        ids, node = [], result
-        while node is not None:
-            ids.append(node.id)
-            node = node.parent
-        self.store.update(job_id, tasks=ids[::-1])
-        log.info("job %s: version %d queued (%s)", job_id, version, ", ".join(versions.RERUN))
-        return version
-
     def _remote_files(self, job_id: str) -> list[FileLink]:
         sizes = self.artifacts.sizes(job_id)  # one listing, not a request per file
         out = []
@@ -351,7 +264,28 @@ class JobService:
             jobs=jobs,
             created=b.created,
             owner=b.owner,
+            picked=b.picked,
         )
+
+    def pick(self, batch_id: str, job_id: Any) -> BatchStatus | None:
+        """Make ``job_id`` the picked variation (the output) of a batch of variations; None when there is
+        no such batch. ``InputError`` when the job is not one of its variations, ``ProblemError`` 409
+        unless the job is done."""
+        b = self.store.get_batch(batch_id) if is_job_id(batch_id) else None
+        if b is None:
+            return None
+        if b.kind != "variations":
+            raise InputError(f"batch {batch_id} holds files, not variations: there is nothing to pick")
+        if not isinstance(job_id, str) or job_id not in b.jobs:
+            raise InputError(f"{job_id!r} is not a variation of batch {batch_id}; one of {', '.join(b.jobs)}")
+        state = self.store.get(job_id)
+        if state is None or state.status != "done":
+            raise ProblemError(
+                409, "not-done", "Job not done", f"variation {job_id} is not done; pick it once it is"
+            )
+        self.store.pick(batch_id, job_id)
+        log.info("batch %s: variation %s picked", batch_id, job_id)
+        return self.batch(batch_id)
 
     def list_jobs(
         self, owner: str | None, statuses: frozenset[str] | None, after: tuple[float, str] | None, limit: int

@@ -7,7 +7,8 @@ Keys (``prefix`` defaults to ``moodbgm:``; all in the Redis DB of ``Settings.red
                                   artifacts (JSON list), created, updated, heartbeat (the running stage's
                                   last sign of life, epoch seconds; empty when none runs), and
                                   ``t:{stage}`` = seconds that stage took.
-- ``{prefix}batch:{id}``          hash: kind ("files" or "variations"), jobs (JSON list), created.
+- ``{prefix}batch:{id}``          hash: kind ("files" or "variations"), jobs (JSON list), created,
+                                  picked (the variation chosen as the output, once one is).
 - ``{prefix}jobs``                sorted set of job ids by creation time (for /metrics and the list).
 - ``{prefix}owner:{key_id}:jobs`` sorted set of one API key's job ids by creation time (the list).
 - ``{prefix}stage_seconds:{stage}`` hash: histogram buckets ``le:{bound}``, ``sum``, ``count``.
@@ -73,6 +74,7 @@ class BatchState:
     jobs: tuple[str, ...]
     created: float
     owner: str = ""
+    picked: str | None = None  # variations: the job the user picked as the output
 
 
 def _before(after: tuple[float, str] | None, score: float, job_id: str) -> bool:
@@ -300,7 +302,16 @@ class JobStore:
         if not raw:
             return None
         jobs = tuple(json.loads(raw["jobs"]))
-        return BatchState(raw["id"], raw["kind"], jobs, float(raw["created"]), raw.get("owner", ""))
+        picked = raw.get("picked") or None
+        return BatchState(raw["id"], raw["kind"], jobs, float(raw["created"]), raw.get("owner", ""), picked)
+
+    def pick(self, batch_id: str, job_id: str) -> None:
+        """Record ``job_id`` as the batch's picked variation (the caller checks that it belongs)."""
+        key = self.batch_key(batch_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, "picked", job_id)
+        pipe.expire(key, self.retention_s)
+        pipe.execute()
 
     def touch_batch(self, batch_id: str) -> None:
         self.redis.expire(self.batch_key(batch_id), self.retention_s)

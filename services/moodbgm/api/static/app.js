@@ -13,6 +13,7 @@
   const form = $("upload-form"), fileInput = $("file"), drop = $("drop-zone"), submit = $("submit");
   const statusEl = $("status"), errorEl = $("error");
   let chosen = null, current = null, timeline = null, jobs = [], pollTimer = null;
+  let batch = { id: null, picked: null }; // the variations' batch, and the one picked as the output
 
   // the API key: asked once, then kept in this browser (localStorage) and sent as a bearer header
   const KEY_STORE = "moodbgm.apiKey";
@@ -81,6 +82,8 @@
       $("upload-progress").value = 100;
       say("Uploaded. Waiting for a worker…");
       if (body.jobs.length === 1) history.replaceState(null, "", "#job=" + body.jobs[0]);
+      else history.replaceState(null, "", "#batch=" + body.batch_id);
+      batch = { id: body.batch_id || null, picked: null };
       follow(body.jobs, body.seeds);
     });
     xhr.addEventListener("error", () => { submit.disabled = false; setError("Upload failed: the server could not be reached."); });
@@ -152,35 +155,60 @@
     return f ? f.url : null;
   }
 
+  // variations side by side: one player each and a button that picks it as the output
+  // (POST /batches/{id}/pick); the picked one plays in the main player and opens in the editor
   function showResult(done) {
-    const picker = $("variation-picker");
-    picker.innerHTML = "";
+    const list = $("variation-list");
+    list.innerHTML = "";
+    $("variations-section").hidden = done.length < 2;
     if (done.length > 1) {
-      done.forEach((j, i) => {
+      const picked = done.find((j) => j.id === batch.picked) || done[0];
+      done.forEach((j) => {
+        const n = jobs.indexOf(j) + 1;
+        const li = document.createElement("li");
+        li.className = "variation";
+        const title = document.createElement("h4");
+        title.id = `var-title-${j.id}`;
+        title.textContent = `Variation ${n} (seed ${j.state.options.seed})`;
+        const video = document.createElement("video");
+        video.controls = true;
+        video.preload = "metadata";
+        video.src = fileUrl(j.state, "output.mp4");
+        video.setAttribute("aria-labelledby", title.id);
         const b = document.createElement("button");
         b.type = "button";
-        b.setAttribute("role", "radio");
-        b.textContent = `Variation ${jobs.indexOf(j) + 1} (seed ${j.seed})`;
-        b.addEventListener("click", () => select(j, b));
-        b.addEventListener("keydown", (e) => {
-          const btns = [...picker.querySelectorAll("button")];
-          const k = btns.indexOf(b);
-          if (e.key === "ArrowRight" || e.key === "ArrowDown") { e.preventDefault(); btns[(k + 1) % btns.length].click(); btns[(k + 1) % btns.length].focus(); }
-          if (e.key === "ArrowLeft" || e.key === "ArrowUp") { e.preventDefault(); btns[(k + btns.length - 1) % btns.length].click(); btns[(k + btns.length - 1) % btns.length].focus(); }
-        });
-        picker.appendChild(b);
-        if (i === 0) select(j, b);
+        b.className = "pick";
+        b.dataset.job = j.id;
+        b.textContent = `Use variation ${n} as the output`;
+        b.addEventListener("click", () => pick(j, b));
+        li.append(title, video, b);
+        list.appendChild(li);
       });
+      select(picked, list.querySelector(`button[data-job="${picked.id}"]`));
     } else {
       select(done[0], null);
     }
     $("result").hidden = false;
   }
 
+  async function pick(job, button) {
+    setError("");
+    if (batch.id) {
+      const r = await fetch(`${API}/batches/${batch.id}/pick`, {
+        method: "POST", headers: { ...headers(), "Content-Type": "application/json" }, body: JSON.stringify({ job: job.id }),
+      });
+      const body = await r.json();
+      if (!r.ok) { setError(`Not picked: ${body.detail || r.statusText}`); return; }
+      batch.picked = body.picked;
+    }
+    select(job, button);
+    say(`${button.textContent.replace("Use v", "V").replace(" as the output", "")} is the output; the player and the editor use it.`);
+  }
+
   function select(job, button) {
-    for (const b of $("variation-picker").querySelectorAll("button")) {
-      b.setAttribute("aria-checked", String(b === button));
-      b.tabIndex = b === button ? 0 : -1;
+    for (const b of $("variation-list").querySelectorAll("button.pick")) {
+      b.setAttribute("aria-pressed", String(b === button));
+      b.closest("li").classList.toggle("picked", b === button);
     }
     current = job.state;
     const player = $("player");
@@ -211,11 +239,19 @@
     loadJson(current, "timeline.json").then((tl) => { timeline = tl; drawChart(); });
   }
 
-  // open a job by its id: /#job=<id> (a finished job's page can be bookmarked)
+  // open a job by its id: /#job=<id>, or a batch of variations: /#batch=<id> (bookmarkable)
   const opened = /job=([0-9a-f]{32})/.exec(location.hash);
+  const openedBatch = /batch=([0-9a-f]{32})/.exec(location.hash);
   if (opened) {
     $("progress-section").hidden = false;
     follow([opened[1]], [null]);
+  } else if (openedBatch) {
+    $("progress-section").hidden = false;
+    fetch(`${API}/batches/${openedBatch[1]}`, { headers: headers() }).then((r) => r.json()).then((b) => {
+      if (!b.jobs) { setError(`Could not open the batch: ${b.detail || "unknown"}`); return; }
+      batch = { id: b.id, picked: b.picked };
+      follow(b.jobs.map((j) => j.id), b.jobs.map((j) => j.options.seed));
+    });
   }
 
   async function loadJson(state, name) {

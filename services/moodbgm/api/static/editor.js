@@ -1,6 +1,6 @@
 // moodbgm score editor: sections as blocks over the voice waveform and the phrases; drag (or arrow-key)
-// a boundary, snapping to phrase gaps and scene cuts; split, merge, emotion, intensity, lock, new take;
-// re-render (PUT /jobs/{id}/timeline) and swap the player to the new version, keeping the others for A/B.
+// a boundary, snapping to phrase gaps, scene cuts and bar lines; split, merge, emotion, intensity, lock, new take;
+// re-plan the unlocked sections (POST .../timeline/replan); re-render (PUT /jobs/{id}/timeline) and swap the player to the new version, keeping the others for A/B.
 (function () {
   "use strict";
   const API = "/api/v1";
@@ -14,6 +14,7 @@
     ed = { id: jobId, headers, colors, onVersion, peaks: null, data: null, sections: [] };
     await reload();
     $("editor").hidden = false;
+    $("editor").dataset.job = jobId;
     loadPeaks();
   }
 
@@ -23,10 +24,11 @@
     ed.data = await r.json();
     ed.sections = ed.data.sections.map((s) => ({
       start: s.start, end: s.end, emotion: s.emotion,
-      intensity: s.intensity == null ? (s.confidence == null ? 1 : s.confidence) : s.intensity,
+      intensity: s.intensity == null ? 0.5 : s.intensity,
       lock: !!s.lock, take: s.take || 0,
     }));
     render();
+    describePlan();
     renderVersions();
   }
 
@@ -53,8 +55,8 @@
     }
   }
 
-  // snap targets: the middles of the silences between phrases, scene cuts (bar lines are not recorded
-  // by the generators yet, so none are drawn)
+  // snap targets: the middles of the silences between phrases, scene cuts and the composer's bar lines
+  // (bars.json of the current version; a generator without a tempo plan gives none)
   function guides() {
     const out = [];
     const ph = ed.data.phrases;
@@ -62,7 +64,31 @@
       if (ph[i].start > ph[i - 1].end) out.push({ t: (ph[i - 1].end + ph[i].start) / 2, kind: "gap" });
     }
     for (const c of ed.data.cuts) out.push({ t: c, kind: "cut" });
+    for (const sec of ed.data.bars || []) for (const b of sec.bars) if (b > 1e-3) out.push({ t: b, kind: "bar" });
     return out.sort((a, b) => a.t - b.t);
+  }
+
+  function describePlan() {
+    const bars = ed.data.bars;
+    if (!bars) {
+      $("ed-plan").textContent = `No bar lines: the ${ed.data.generator} generator records no tempo plan, so only phrase gaps and scene cuts are guides.`;
+      return;
+    }
+    $("ed-plan").textContent = "Music plan: " + bars.map((s) =>
+      `${s.start.toFixed(1)}–${s.end.toFixed(1)} s ${s.emotion}, ${Math.round(s.tempo)} BPM ${s.meter} (${s.bars.length} bars)`).join("; ") + ".";
+  }
+
+  function drawGuides() {
+    const track = $("ed-track"), dur = ed.data.duration;
+    track.querySelectorAll(".ed-guide").forEach((n) => n.remove());
+    for (const g of guides()) {
+      const d = document.createElement("div");
+      d.className = `ed-guide ed-guide-${g.kind}`;
+      d.dataset.t = g.t.toFixed(3);
+      d.style.left = (100 * g.t) / dur + "%";
+      d.setAttribute("aria-hidden", "true");
+      track.insertBefore(d, track.querySelector(".ed-handle")); // over the blocks, under the handles
+    }
   }
 
   function drawWave() {
@@ -76,10 +102,6 @@
       for (const v of ed.peaks) max = Math.max(max, v);
       ctx.fillStyle = "#5c6270";
       ed.peaks.forEach((v, i) => { const h = (v / max) * (H - 16); ctx.fillRect((i / ed.peaks.length) * W, (H - 12 - h) / 2, 1, Math.max(1, h)); });
-    }
-    for (const g of guides()) {
-      ctx.fillStyle = g.kind === "cut" ? "#b00020" : "#2457c5";
-      ctx.fillRect((g.t / dur) * W, 0, 1, H);
     }
   }
 
@@ -117,7 +139,7 @@
       div.style.left = (100 * s.start) / dur + "%";
       div.style.width = (100 * (s.end - s.start)) / dur + "%";
       div.style.background = (ed.colors[s.emotion] || "#999999") + Math.round(0x40 + 0x9f * s.intensity).toString(16).padStart(2, "0");
-      div.textContent = `${k + 1}. ${s.emotion}${s.lock ? " 🔒" : ""}${s.take ? ` · take ${s.take + 1}` : ""}`;
+      div.textContent = `${k + 1}. ${s.emotion}${s.lock ? " (locked)" : ""}${s.take ? ` · take ${s.take + 1}` : ""}`;
       div.setAttribute("aria-hidden", "true");
       track.appendChild(div);
     });
@@ -139,6 +161,7 @@
       track.appendChild(h);
     }
     renderList();
+    drawGuides();
     drawWave();
   }
 
@@ -189,7 +212,7 @@
       const opts = ed.data.emotions.map((e) => `<option value="${e}"${e === s.emotion ? " selected" : ""}>${e}</option>`).join("");
       li.innerHTML = `<span class="ed-span">${k + 1}. ${s.start.toFixed(1)}–${s.end.toFixed(1)} s</span>
         <label>Emotion of section ${k + 1} <select data-k="${k}" class="ed-emotion">${opts}</select></label>
-        <label>Intensity of section ${k + 1} <input type="range" min="0" max="1" step="0.05" value="${s.intensity}" data-k="${k}" class="ed-intensity"></label>
+        <label>Intensity of section ${k + 1} <input type="range" min="0" max="1" step="0.05" value="${s.intensity}" data-k="${k}" class="ed-intensity" aria-describedby="ed-int-help" aria-valuetext="${intensityWords(s.intensity)}"></label>
         <label><input type="checkbox" data-k="${k}" class="ed-lock"${s.lock ? " checked" : ""}> Lock section ${k + 1}</label>
         <button type="button" data-k="${k}" class="ed-split">Split section ${k + 1}</button>
         ${k + 1 < ed.sections.length ? `<button type="button" data-k="${k}" class="ed-merge">Merge section ${k + 1} with ${k + 2}</button>` : ""}
@@ -202,6 +225,11 @@
     list.querySelectorAll(".ed-split").forEach((n) => n.addEventListener("click", () => split(+n.dataset.k)));
     list.querySelectorAll(".ed-merge").forEach((n) => n.addEventListener("click", () => merge(+n.dataset.k)));
     list.querySelectorAll(".ed-take").forEach((n) => n.addEventListener("click", () => { ed.sections[+n.dataset.k].take += 1; rerender(); }));
+  }
+
+  function intensityWords(v) {
+    const words = v < 0.5 ? "sparser, legato" : v > 0.5 ? "denser, more voices and drums" : "as the emotion plays it";
+    return `${v.toFixed(2)}, ${words}`;
   }
 
   function split(k) {
@@ -225,10 +253,29 @@
     say(`Sections ${k + 1} and ${k + 2} merged.`);
   }
 
+  function editBody() {
+    return { sections: ed.sections.map((s) => ({ start: s.start, end: s.end, emotion: s.emotion, intensity: s.intensity, lock: s.lock, take: s.take })) };
+  }
+
+  // re-plan: the server plans every unlocked stretch again from the phrases' emotions, keeping the
+  // locked sections exactly; the proposal replaces the edit here and is heard after a re-render
+  async function replan() {
+    $("ed-error").textContent = "";
+    const r = await fetch(`${API}/jobs/${ed.id}/timeline/replan`, {
+      method: "POST", headers: { ...ed.headers(), "Content-Type": "application/json" }, body: JSON.stringify(editBody()),
+    });
+    const answer = await r.json();
+    if (!r.ok) { $("ed-error").textContent = `Not re-planned: ${answer.detail || r.statusText}`; return; }
+    ed.sections = answer.sections.map((s) => ({ ...s }));
+    render();
+    const kept = ed.sections.filter((s) => s.lock).length;
+    say(`Re-planned: ${ed.sections.length} sections, ${kept} locked kept as they were. Re-render to hear it.`);
+  }
+
   async function rerender() {
     $("ed-error").textContent = "";
     $("ed-render").disabled = true;
-    const body = { sections: ed.sections.map((s) => ({ start: s.start, end: s.end, emotion: s.emotion, intensity: s.intensity, lock: s.lock, take: s.take })) };
+    const body = editBody();
     const r = await fetch(`${API}/jobs/${ed.id}/timeline`, {
       method: "PUT", headers: { ...ed.headers(), "Content-Type": "application/json" }, body: JSON.stringify(body),
     });
@@ -302,5 +349,6 @@
   }
 
   $("ed-render").addEventListener("click", rerender);
+  $("ed-replan").addEventListener("click", replan);
   window.moodbgmEditor = { open };
 })();

@@ -80,4 +80,4 @@ class ComposerGenerator:
                 progress(_COMPOSE_SHARE + (1 - _COMPOSE_SHARE) * fraction)
 
         audio = self.renderer.render(score, duration, on_render)
-        return MusicBed(audio, self.renderer.options.sample_rate, midi)
+        return MusicBed(audio, self.renderer.options.sample_rate, midi, score.bar_plan())

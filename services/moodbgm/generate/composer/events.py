@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 ROLES: tuple[str, ...] = ("pad", "bass", "arp", "melody", "drums")
 CHANNELS: dict[str, int] = {"pad": 0, "bass": 1, "arp": 2, "melody": 3, "drums": 9}
@@ -171,3 +172,25 @@ class Score:
 
     def note_count(self) -> int:
         return sum(len(p.notes) for s in self.sections for p in s.parts)
+
+    def bar_plan(self) -> dict[str, Any]:
+        """The tempo and bar plan as the job records it (``bars.json``): per section its start and end
+        (seconds, where the music changes), tempo (BPM), metre and the start time of every bar inside the
+        piece; the editor draws the bar lines as snap guides."""
+        sections = []
+        for sec in self.sections:
+            p = sec.plan
+            bars = [round(p.time(b), 4) for b in p.bar_starts if p.time(b) < self.duration - 1e-6]
+            sections.append(
+                {
+                    "index": p.index,
+                    "emotion": p.emotion,
+                    "start": round(p.start, 4),
+                    "end": round(min(p.end, self.duration), 4),
+                    "tempo": round(p.tempo, 3),
+                    "meter": f"{p.beats_per_bar}/4",
+                    "beats_per_bar": p.beats_per_bar,
+                    "bars": bars,
+                }
+            )
+        return {"generator": "composer", "duration": self.duration, "sections": sections}

@@ -37,6 +37,7 @@ from moodbgm.generate.composer import keys, parts
 from moodbgm.generate.composer import theme as th
 from moodbgm.generate.composer.events import ROLES, Note, Part, Score, SectionPlan, SectionScore
 from moodbgm.generate.composer.harmony import Chord, nearest_pitch, parse_chord
+from moodbgm.generate.composer.intensity import intensify
 from moodbgm.generate.composer.mapping import Groove, MoodProfile, groove, instruments, profile
 from moodbgm.types import Timeline
 
@@ -573,6 +574,9 @@ def compose(timeline: Timeline, duration: float, options: GenerateOptions) -> Sc
             "melody": melody,
             "drums": drum_part.drums(ctx, grv, rng),
         }
+        # the edit's intensity as activity (density, articulation, voices, drums); a no-op at the default
+        more = np.random.default_rng([options.seed, plan.index, 2])
+        raw = intensify(raw, timeline.sections[plan.index].intensity, plan, not has_next, more)
         inst = instruments(options.style, plan.emotion)
         section_parts = []
         for role in ROLES:
