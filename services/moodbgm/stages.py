@@ -91,8 +91,13 @@ def _separate(job: JobDir, options: JobOptions, models: Models, report: Report) 
 
         info = sf.info(str(job.path("audio.wav")))
         write_silence(job.path("voice.wav"), info.frames, info.samplerate, channels=1)
+        write_json(job.path("speech.json"), {"speech": []})
         return
     models.separator().separate_file(job.path("audio.wav"), job.path("voice.wav"), progress=report)
+    # the voice activity the mix ducks under, found here (beside transcription) rather than in the mix,
+    # so that the mix and every re-render after an edit start from it
+    speech = models.speech_detector().detect_file(job.path("voice.wav"))
+    write_json(job.path("speech.json"), {"speech": [list(span) for span in speech]})
 
 
 def _stt(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
@@ -174,10 +179,7 @@ def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> No
     from moodbgm.mix import mix_files
 
     has_audio = _media_info(job)["audio"] is not None
-    speech: list[tuple[float, float]] = []
-    if has_audio:
-        speech = models.speech_detector().detect_file(job.path("voice.wav"))
-    report(0.3)
+    speech = [(float(a), float(b)) for a, b in read_json(job.path("speech.json"))["speech"]]
     result = mix_files(
         job.path("voice.wav") if has_audio else None,
         job.path("bgm.wav"),
@@ -207,7 +209,7 @@ MIX_OPTIONS = ("duck_db", "target_lufs", "music_level_db", "true_peak_db")
 # fmt: off
 STAGES: tuple[Stage, ...] = (
     Stage("media", (INPUT,), ("media.json", "audio.wav"), (), (), (), None, _media, "media", 0.03),
-    Stage("separate", ("media.json", "audio.wav"), ("voice.wav",), (), (), ("separator",),
+    Stage("separate", ("media.json", "audio.wav"), ("voice.wav", "speech.json"), (), (), ("separator",),
           "separator", _separate, "media", 0.15),
     Stage("stt", ("media.json", "audio.wav"), ("transcript.json",), (), (),
           ("stt_backend", "stt_model"), "transcriber", _stt, "stt", 0.30),
@@ -219,8 +221,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid", BARS, TAKE, TAKE_AUDIO),
           ("generator", "style", "seed"), (),
           None, _generate, "generate", 0.30),
-    Stage("mix", ("media.json", "voice.wav", "bgm.wav"), ("mix.wav", "mix.json"), (), MIX_OPTIONS, (),
-          "speech_detector", _mix, "media", 0.10),
+    Stage("mix", ("media.json", "voice.wav", "speech.json", "bgm.wav"), ("mix.wav", "mix.json"), (),
+          MIX_OPTIONS, (), None, _mix, "media", 0.10),
     Stage("mux", (INPUT, "mix.wav"), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
     Stage("report", ("audio.wav", "transcript.json", "emotions.json", "timeline.json"), ("timeline.png",),
           (), (), (), None, _report, "media", 0.03),
