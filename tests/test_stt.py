@@ -243,3 +243,50 @@ def test_auto_threads_leave_the_reserved_cores(monkeypatch: pytest.MonkeyPatch) 
     assert cpu_threads(2, reserve=1) == 2  # an explicit count is kept
     with pytest.raises(ValueError, match="reserve"):
         cpu_threads(0, reserve=-1)
+
+
+def test_split_points_fall_in_pauses() -> None:
+    from moodbgm.stt import split_points
+
+    sr = 16_000
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(sr * 100) * 0.1).astype(np.float32)
+    for t in (19.0, 40.0, 61.0):  # pauses near the 20 s targets; the loudest noise elsewhere
+        audio[int(t * sr) : int((t + 0.3) * sr)] = 0.0
+    cuts = split_points(audio, 20.0, sr)
+    assert [round(c / sr) for c in cuts[:3]] == [19, 40, 61]
+    bounds = [0, *cuts, len(audio)]
+    assert max(np.diff(bounds)) <= (20 + 20 / 6 + 0.2) * sr
+    assert split_points(audio[: sr * 24], 20.0, sr) == []  # up to 1.25 pieces: one piece
+
+
+def test_long_audio_in_pieces_reads_as_a_whole(base: Transcriber) -> None:
+    """Real speech (LibriVox, 27 s) cut into ~10 s pieces gives the words and times of one pass."""
+    from realmedia import librivox, wer
+
+    clips = librivox()
+    speech = np.concatenate(
+        [
+            np.concatenate([media.load_audio(c.path, sample_rate=16_000), np.zeros(8_000, np.float32)])
+            for c in clips
+        ]
+    )
+    assert len(speech) > 16_000 * 25
+    whole = base.transcribe(speech)
+    import copy
+
+    pieces = copy.copy(base)  # the same loaded model
+    pieces.options = dataclasses.replace(base.options, piece_s=10.0)  # type: ignore[attr-defined]
+    cut = pieces.transcribe(speech)
+    text = lambda t: " ".join(w.text for p in t.phrases for w in p.words)  # noqa: E731
+    assert wer(text(whole), text(cut)) <= 0.05
+    reference = " ".join(c.text for c in clips)
+    assert wer(reference, text(cut)) <= wer(reference, text(whole)) + 0.03
+    first = {w.text.strip().lower(): w.start for p in whole.phrases for w in p.words}
+    shifted = [
+        abs(w.start - first[w.text.strip().lower()])
+        for p in cut.phrases
+        for w in p.words
+        if w.text.strip().lower() in first
+    ]
+    assert np.median(shifted) < 0.3  # the pieces' times are offset back onto the whole

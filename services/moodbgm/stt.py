@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import itertools
 import logging
 import os
 import time
@@ -208,6 +209,7 @@ class DecodeOptions:
     temperatures: tuple[float, ...] = DEFAULT_TEMPERATURES  # fallback ladder when a decode looks bad
     max_pause: float = 0.6
     vad_filter: bool = True
+    piece_s: float = 180.0  # longer audio is transcribed in pieces of about this length, cut in pauses
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "temperatures", tuple(float(t) for t in self.temperatures))
@@ -219,6 +221,26 @@ class DecodeOptions:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.max_pause <= 0:
             raise ValueError(f"max_pause must be > 0, got {self.max_pause}")
+        if self.piece_s < 10:
+            raise ValueError(f"piece_s must be >= 10, got {self.piece_s}")
+
+
+def split_points(audio: np.ndarray, piece_s: float, sample_rate: int = STT_SAMPLE_RATE) -> list[int]:
+    """Sample indices that cut ``audio`` into pieces of about ``piece_s`` seconds: each cut is the
+    middle of the quietest 100 ms within a sixth of a piece of its target, so it falls in a pause."""
+    frame = sample_rate // 10
+    n_frames = len(audio) // frame
+    if len(audio) <= piece_s * 1.25 * sample_rate or n_frames < 2:
+        return []
+    energy = np.square(audio[: n_frames * frame].reshape(n_frames, frame), dtype=np.float32).mean(axis=1)
+    cuts, per, reach = [], round(piece_s * 10), round(piece_s * 10 / 6)
+    target = per
+    while target < n_frames - per // 4:
+        lo, hi = max(1, target - reach), min(n_frames - 1, target + reach)
+        k = lo + int(np.argmin(energy[lo:hi]))
+        cuts.append(k * frame + frame // 2)
+        target = k + per
+    return cuts
 
 
 class FasterWhisperTranscriber:
@@ -258,41 +280,63 @@ class FasterWhisperTranscriber:
         )
 
     def transcribe(self, audio: np.ndarray, progress: Progress | None = None) -> Transcript:
+        """Long audio goes through Whisper in pieces (``DecodeOptions.piece_s``, cut in pauses): its
+        features are computed for the whole input at once, which would make memory grow with length.
+        Decoding does not condition on earlier text, so a piece reads the same as the whole would."""
         audio = _check_audio(audio)
         duration = len(audio) / STT_SAMPLE_RATE
         if progress:
             progress(0.0)
-        segments, info = self.model.transcribe(
-            audio,
-            language=self.options.language,
-            beam_size=self.options.beam_size,
-            temperature=list(self.options.temperatures),
-            vad_filter=self.options.vad_filter,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-        )
+        bounds = [0, *split_points(audio, self.options.piece_s), len(audio)]
+        language = self.options.language
         words: list[Word] = []
-        for seg in segments:
-            words.extend(_segment_words(seg.words, seg.start, seg.end, seg.text))
-            if progress and duration > 0:
-                progress(min(1.0, seg.end / duration))
+        for a, b in itertools.pairwise(bounds):
+            offset = a / STT_SAMPLE_RATE
+            segments, info = self.model.transcribe(
+                audio[a:b],
+                language=language,
+                beam_size=self.options.beam_size,
+                temperature=list(self.options.temperatures),
+                vad_filter=self.options.vad_filter,
+                word_timestamps=True,
+                condition_on_previous_text=False,
+            )
+            for seg in segments:
+                words.extend(_segment_words(seg.words, seg.start, seg.end, seg.text, offset))
+                if progress and duration > 0:
+                    progress(min(1.0, (offset + seg.end) / duration))
+            language = language or info.language  # the first piece's language holds for the rest
         if progress:
             progress(1.0)
         phrases = split_phrases(words, max_pause=self.options.max_pause)
-        log.info("transcribed %.1f s: language %s, %d phrases", duration, info.language, len(phrases))
-        return Transcript(info.language, tuple(phrases))
+        log.info(
+            "transcribed %.1f s in %d piece(s): language %s, %d phrases",
+            duration,
+            len(bounds) - 1,
+            language,
+            len(phrases),
+        )
+        return Transcript(language or "", tuple(phrases))
 
 
-def _segment_words(words: Sequence[Any] | None, start: float, end: float, text: str) -> list[Word]:
-    """A segment's words as ``Word``; a segment without word timings becomes one word (with a warning)."""
+def _segment_words(
+    words: Sequence[Any] | None, start: float, end: float, text: str, offset: float = 0.0
+) -> list[Word]:
+    """A segment's words as ``Word`` (times shifted by ``offset``); a segment without word timings
+    becomes one word (with a warning)."""
     if words:
         return [
-            Word(float(w.start), max(float(w.start), float(w.end)), str(w.word), float(w.probability))
+            Word(
+                offset + float(w.start),
+                offset + max(float(w.start), float(w.end)),
+                str(w.word),
+                float(w.probability),
+            )
             for w in words
         ]
     if text.strip():
         log.warning("segment %.2f-%.2f has no word timestamps; keeping it as one word", start, end)
-        return [Word(float(start), max(float(start), float(end)), text, 1.0)]
+        return [Word(offset + float(start), offset + max(float(start), float(end)), text, 1.0)]
     return []
 
 
