@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,30 @@ def render_kustomization(path: Path) -> list[dict[str, Any]]:
         text=True,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@contextlib.contextmanager
+def api_and_worker(directory: Path, redis: str, prefix: str, key: str) -> Iterator[tuple[str, Any]]:
+    """A Celery worker and the API under uvicorn, as local processes, over a clean Redis DB; data in
+    ``directory / "jobs"``. Yields the API's base URL and the worker's process (for its log)."""
+    import redis as redis_client
+
+    from devtools.local import free_port, start_api, start_worker
+
+    redis_client.Redis.from_url(redis).flushdb()
+    env = {
+        "MOODBGM_DATA_DIR": str(directory / "jobs"),
+        "MOODBGM_REDIS_URL": redis,
+        "MOODBGM_REDIS_PREFIX": prefix,
+        "MOODBGM_STT_MODEL": "tiny.en",
+        "MOODBGM_API_KEYS": f'["{key}"]',
+    }
+    port = free_port()
+    procs = [start_worker(env, directory / "worker.log")]
+    try:
+        procs.append(start_api(env, directory / "api.log", port))
+        yield f"http://127.0.0.1:{port}", procs[0]
+    finally:
+        for p in procs:
+            p.stop()
+        redis_client.Redis.from_url(redis).flushdb()

@@ -18,11 +18,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import redis
 
-from devtools.local import LocalProcess, free_port, start_api, start_worker
 from devtools.sample import make_sample
-from helpers import redis_url
+from helpers import api_and_worker, redis_url
 from moodbgm import media
 from moodbgm.files import read_json, read_wav, write_json
 from moodbgm.jobs import JobDir
@@ -134,25 +132,10 @@ pytest_slow = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    redis.Redis.from_url(REDIS_URL).flushdb()
     d = tmp_path_factory.mktemp("editor")
-    env = {
-        "MOODBGM_DATA_DIR": str(d / "jobs"),
-        "MOODBGM_REDIS_URL": REDIS_URL,
-        "MOODBGM_REDIS_PREFIX": "editor:",
-        "MOODBGM_STT_MODEL": "tiny.en",
-        "MOODBGM_API_KEYS": f'["{KEY}"]',
-    }
-    port = free_port()
-    procs: list[LocalProcess] = [start_worker(env, d / "worker.log")]
-    try:
-        procs.append(start_api(env, d / "api.log", port))
-        yield f"http://127.0.0.1:{port}", d / "jobs"
-    finally:
-        for p in procs:
-            p.stop()
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        shutil.rmtree(d, ignore_errors=True)
+    with api_and_worker(d, REDIS_URL, "editor:", KEY) as (url, _):
+        yield url, d / "jobs"
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def _wait_done(c: httpx.Client, job_id: str, timeout: float = 600) -> dict[str, Any]:

@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from devtools.local import LocalProcess, free_port, start_api, start_worker
 from devtools.sample import make_sample
-from helpers import redis_url
+from helpers import api_and_worker, redis_url
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -36,25 +34,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    redis.Redis.from_url(REDIS_URL).flushdb()
     d = tmp_path_factory.mktemp("web")
-    env = {
-        "MOODBGM_DATA_DIR": str(d / "jobs"),
-        "MOODBGM_REDIS_URL": REDIS_URL,
-        "MOODBGM_REDIS_PREFIX": "web:",
-        "MOODBGM_STT_MODEL": "tiny.en",
-        "MOODBGM_API_KEYS": f'["{KEY}"]',
-    }
-    port = free_port()
-    procs: list[LocalProcess] = [start_worker(env, d / "worker.log")]
-    try:
-        procs.append(start_api(env, d / "api.log", port))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for p in procs:
-            p.stop()
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        shutil.rmtree(d, ignore_errors=True)
+    with api_and_worker(d, REDIS_URL, "web:", KEY) as (url, _):
+        yield url
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_upload_progress_player_chart(server: str, tmp_path: Path) -> None:
