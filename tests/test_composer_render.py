@@ -153,15 +153,29 @@ def test_section_loudness_meter_agrees_with_pyloudnorm() -> None:
     assert meter(real[: SAMPLE_RATE // 3]) == -np.inf
 
 
-def test_two_synths_are_deterministic_and_cancel_cleanly() -> None:
-    """Sections dealt to two synths in threads: the same bytes every run (the split depends only on
-    the score), sounding like the one-synth render; a progress callback that raises stops the synths."""
+def test_two_synths_are_deterministic_and_cancel_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sections dealt to two synths in threads: the same bytes every run, whichever thread is faster
+    (the split depends only on the score), sounding like the one-synth render; a progress callback
+    that raises stops the synths, and a synth's error reaches the caller."""
+    import time
+
     from moodbgm.generate.composer import FluidRenderer, RenderOptions
+    from moodbgm.generate.composer.render import _Window
+    from moodbgm.generate.composer.synth import SectionSynth
 
     tl = timeline((4.0, "joy"), (3.0, "fear"), (5.0, "neutral"), (2.5, "anger"), (4.0, "sadness"))
     score = compose(tl, tl.duration, GenerateOptions(seed=4))
     one, two = (FluidRenderer(options=RenderOptions(workers=w)) for w in (1, 2))
-    a, b = two.render(score, tl.duration), two.render(score, tl.duration)
+    a = two.render(score, tl.duration)
+    with monkeypatch.context() as m:  # the bed waits for every section (the synths start late)
+        enter = _Window.enter
+
+        def late(self: _Window, index: int) -> bool:
+            time.sleep(0.2)
+            return enter(self, index)
+
+        m.setattr(_Window, "enter", late)
+        b = two.render(score, tl.duration)
     assert np.array_equal(a, b)
     solo = one.render(score, tl.duration)
     assert np.array_equal(solo, one.render(score, tl.duration))
@@ -180,6 +194,17 @@ def test_two_synths_are_deterministic_and_cancel_cleanly() -> None:
     with pytest.raises(KeyboardInterrupt, match="cancelled"):
         two.render(score, tl.duration, cancel)
     assert threading.active_count() == before and len(seen) == 2
+
+    def broken(self: SectionSynth, sec: object, length: int) -> np.ndarray:
+        if sec is score.sections[3]:
+            raise RuntimeError("synth failed")
+        return section(self, sec, length)
+
+    section = SectionSynth.section
+    monkeypatch.setattr(SectionSynth, "section", broken)
+    with pytest.raises(RuntimeError, match="synth failed"):
+        two.render(score, tl.duration)
+    assert threading.active_count() == before
 
 
 def test_sections_are_dealt_by_load_in_score_order() -> None:

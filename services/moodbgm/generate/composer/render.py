@@ -103,7 +103,8 @@ class FluidRenderer:
                 threads.append(threading.Thread(target=self._lane, args=args, daemon=True))
                 threads[-1].start()
             for job in jobs:
-                audio = results.pop(job.index).result()  # the future lets go of the section's samples
+                audio = results[job.index].result()
+                del results[job.index]  # the only reference to the future, which holds the samples
                 out[job.first : job.first + len(audio)] += audio
                 del audio
                 window.advance(job.index + 1)
@@ -126,15 +127,16 @@ class FluidRenderer:
     ) -> None:
         """Renders ``mine`` in order with ``synth`` (then closes it); an error goes to every result left."""
         try:
-            for i, job in enumerate(mine):
+            for job in mine:
                 if not window.enter(job.index):
                     return
-                try:
-                    results[job.index].set_result(self._section(synth, job, total, meter))
-                except BaseException as e:
-                    for rest in mine[i:]:
-                        results[rest.index].set_exception(e)
-                    return
+                audio = self._section(synth, job, total, meter)
+                results[job.index].set_result(audio)  # the bed deletes a future only once it is done
+        except BaseException as e:
+            for job in mine:
+                future = results.get(job.index)
+                if future is not None and not future.done():
+                    future.set_exception(e)
         finally:
             synth.close()
 
