@@ -15,7 +15,7 @@ from helpers import timeline
 from moodbgm.config import DEFAULT_SOUNDFONT
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import STYLES, GenerateOptions
-from moodbgm.generate.composer import ComposerGenerator, compose, render
+from moodbgm.generate.composer import ComposerGenerator, SectionScore, compose, render
 from moodbgm.types import SAMPLE_RATE, MusicBed, Timeline
 
 pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(), reason="FluidR3 GM SoundFont not installed")
@@ -195,7 +195,7 @@ def test_two_synths_are_deterministic_and_cancel_cleanly(monkeypatch: pytest.Mon
         two.render(score, tl.duration, cancel)
     assert threading.active_count() == before and len(seen) == 2
 
-    def broken(self: SectionSynth, sec: object, length: int) -> np.ndarray:
+    def broken(self: SectionSynth, sec: SectionScore, length: int) -> np.ndarray:
         if sec is score.sections[3]:
             raise RuntimeError("synth failed")
         return section(self, sec, length)
