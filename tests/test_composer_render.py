@@ -170,9 +170,9 @@ def test_two_synths_are_deterministic_and_cancel_cleanly(monkeypatch: pytest.Mon
     with monkeypatch.context() as m:  # the bed waits for every section (the synths start late)
         enter = _Window.enter
 
-        def late(self: _Window, index: int) -> bool:
+        def late(self: _Window, first: int) -> bool:
             time.sleep(0.2)
-            return enter(self, index)
+            return enter(self, first)
 
         m.setattr(_Window, "enter", late)
         b = two.render(score, tl.duration)

@@ -37,7 +37,7 @@ from moodbgm.types import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[float], None]
-_AHEAD = 2  # sections a synth may finish ahead of the one the bed waits for (bounds the memory)
+_AHEAD_S = 120.0  # seconds of music a synth may render ahead of the section the bed waits for
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class FluidRenderer:
         out = np.zeros((total, 2), dtype=np.float32)
         meter = Loudness(sr)
         results: dict[int, Future[np.ndarray]] = {job.index: Future() for job in jobs}
-        window = _Window()
+        window = _Window(round(_AHEAD_S * sr))
         threads: list[threading.Thread] = []
         try:
             for mine in _lanes(jobs, self.options.workers):
@@ -107,7 +107,7 @@ class FluidRenderer:
                 del results[job.index]  # the only reference to the future, which holds the samples
                 out[job.first : job.first + len(audio)] += audio
                 del audio
-                window.advance(job.index + 1)
+                window.advance(job.first + job.body)
                 if progress is not None:
                     progress(min(1.0, (job.first + job.body) / total))
         finally:
@@ -128,7 +128,7 @@ class FluidRenderer:
         """Renders ``mine`` in order with ``synth`` (then closes it); an error goes to every result left."""
         try:
             for job in mine:
-                if not window.enter(job.index):
+                if not window.enter(job.first):
                     return
                 audio = self._section(synth, job, total, meter)
                 results[job.index].set_result(audio)  # the bed deletes a future only once it is done
@@ -161,23 +161,25 @@ class FluidRenderer:
 
 
 class _Window:
-    """A synth may start section ``i`` only while ``i <= next + _AHEAD``, ``next`` being the section the
-    bed waits for, so finished sections do not pile up in memory; ``stop`` releases every synth."""
+    """A synth may start a section only while it starts at most ``ahead`` samples after the section
+    the bed waits for, so finished sections do not pile up in memory (the awaited section itself may
+    always start: no deadlock); ``stop`` releases every synth."""
 
-    def __init__(self) -> None:
+    def __init__(self, ahead: int) -> None:
         self._cond = threading.Condition()
-        self._next = 0
+        self._ahead = ahead
+        self._awaited = 0  # first sample of the section the bed waits for
         self._stopped = False
 
-    def enter(self, index: int) -> bool:
-        """Waits for section ``index``'s turn; False once stopped."""
+    def enter(self, first: int) -> bool:
+        """Waits until a section starting at sample ``first`` may be rendered; False once stopped."""
         with self._cond:
-            self._cond.wait_for(lambda: self._stopped or index - self._next <= _AHEAD)
+            self._cond.wait_for(lambda: self._stopped or first - self._awaited <= self._ahead)
             return not self._stopped
 
-    def advance(self, next_index: int) -> None:
+    def advance(self, awaited: int) -> None:
         with self._cond:
-            self._next = next_index
+            self._awaited = awaited
             self._cond.notify_all()
 
     def stop(self) -> None:
