@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from helpers import timeline
 from moodbgm.config import DEFAULT_SOUNDFONT
 from moodbgm.errors import ModelNotFoundError
 from moodbgm.generate.base import STYLES, GenerateOptions
-from moodbgm.generate.composer import ComposerGenerator, compose, render
+from moodbgm.generate.composer import ComposerGenerator, SectionScore, compose, render
 from moodbgm.types import SAMPLE_RATE, MusicBed, Timeline
 
 pytestmark = pytest.mark.skipif(not DEFAULT_SOUNDFONT.is_file(), reason="FluidR3 GM SoundFont not installed")
@@ -117,8 +118,105 @@ def test_loading_fluidsynth_prints_nothing_on_stdout() -> None:
     import subprocess
     import sys
 
-    code = "from moodbgm.generate.composer.render import _import_fluidsynth; _import_fluidsynth()"
+    code = "from moodbgm.generate.composer.synth import import_fluidsynth; import_fluidsynth()"
     r = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CI": "true"}
     )
     assert r.returncode == 0 and r.stdout == "", r.stdout
+
+
+def test_section_loudness_meter_agrees_with_pyloudnorm() -> None:
+    """The render's vectorised float32 BS.1770 meter against pyloudnorm's reference, on a real
+    recording (the demucs music excerpt, stereo) and on FluidSynth music, at lengths the sections
+    have; near silence measures -inf, under 0.5 s is not measured."""
+    import pyloudnorm
+
+    from moodbgm.generate.composer.loudness import Loudness
+    from moodbgm.media import load_audio
+    from realmedia import music
+
+    real = load_audio(music(), SAMPLE_RATE, mono=False)
+    tl = timeline((5.0, "anger"), (7.0, "sadness"))
+    synth = render(compose(tl, 12.0, GenerateOptions(seed=2)), 12.0)
+    reference, meter = pyloudnorm.Meter(SAMPLE_RATE), Loudness(SAMPLE_RATE)
+    checked = 0
+    for audio in (real, synth, real[:, :1] * 0.01):
+        for seconds in (0.7, 4.3, 11.9):
+            n = round(seconds * SAMPLE_RATE)
+            for start in range(0, len(audio) - n, n):
+                x = audio[start : start + n]
+                expected = reference.integrated_loudness(x.astype(np.float64))
+                assert meter(x) == pytest.approx(expected, abs=0.1), (seconds, start)
+                checked += 1
+    assert checked >= 20
+    assert meter(np.zeros((SAMPLE_RATE, 2), np.float32)) == -np.inf
+    assert meter(real[: SAMPLE_RATE // 3]) == -np.inf
+
+
+def test_two_synths_are_deterministic_and_cancel_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sections dealt to two synths in threads: the same bytes every run, whichever thread is faster
+    (the split depends only on the score), sounding like the one-synth render; a progress callback
+    that raises stops the synths, and a synth's error reaches the caller."""
+    import time
+
+    from moodbgm.generate.composer import FluidRenderer, RenderOptions
+    from moodbgm.generate.composer.render import _Window
+    from moodbgm.generate.composer.synth import SectionSynth
+
+    tl = timeline((4.0, "joy"), (3.0, "fear"), (5.0, "neutral"), (2.5, "anger"), (4.0, "sadness"))
+    score = compose(tl, tl.duration, GenerateOptions(seed=4))
+    one, two = (FluidRenderer(options=RenderOptions(workers=w)) for w in (1, 2))
+    a = two.render(score, tl.duration)
+    with monkeypatch.context() as m:  # the bed waits for every section (the synths start late)
+        enter = _Window.enter
+
+        def late(self: _Window, first: int) -> bool:
+            time.sleep(0.2)
+            return enter(self, first)
+
+        m.setattr(_Window, "enter", late)
+        b = two.render(score, tl.duration)
+    assert np.array_equal(a, b)
+    solo = one.render(score, tl.duration)
+    assert np.array_equal(solo, one.render(score, tl.duration))
+    for sec in score.sections:  # the same music: section levels within 0.5 dB of each other
+        span = slice(round(sec.plan.start * SAMPLE_RATE), round(sec.plan.end * SAMPLE_RATE))
+        assert abs(db(a[span]) - db(solo[span])) < 0.5
+
+    seen: list[float] = []
+
+    def cancel(fraction: float) -> None:
+        seen.append(fraction)
+        if len(seen) == 2:
+            raise KeyboardInterrupt("cancelled")
+
+    before = threading.active_count()
+    with pytest.raises(KeyboardInterrupt, match="cancelled"):
+        two.render(score, tl.duration, cancel)
+    assert threading.active_count() == before and len(seen) == 2
+
+    def broken(self: SectionSynth, sec: SectionScore, length: int) -> np.ndarray:
+        if sec is score.sections[3]:
+            raise RuntimeError("synth failed")
+        return section(self, sec, length)
+
+    section = SectionSynth.section
+    monkeypatch.setattr(SectionSynth, "section", broken)
+    with pytest.raises(RuntimeError, match="synth failed"):
+        two.render(score, tl.duration)
+    assert threading.active_count() == before
+
+
+def test_sections_are_dealt_by_load_in_score_order() -> None:
+    from moodbgm.generate.composer.render import _jobs, _lanes
+
+    tl = timeline((9.0, "joy"), (2.0, "fear"), (2.0, "neutral"), (2.0, "anger"), (6.0, "sadness"))
+    score = compose(tl, tl.duration, GenerateOptions(seed=1))
+    jobs = _jobs(score, round(tl.duration * SAMPLE_RATE), SAMPLE_RATE, 0.35)
+    lanes = _lanes(jobs, 2)
+    assert sorted(j.index for lane in lanes for j in lane) == list(range(len(jobs)))
+    assert all([j.index for j in lane] == sorted(j.index for j in lane) for lane in lanes)
+    assert lanes == [jobs[:1], jobs[1:]]  # the long first section is worth the four others
+    loads = [sum(j.length for j in lane) for lane in lanes]
+    assert max(loads) - min(loads) <= max(j.length for j in jobs)
+    assert _lanes(jobs[:1], 2) == [jobs[:1]]  # one section: one synth

@@ -1,7 +1,8 @@
 """Benchmark: compose and render a 10-minute, multi-section bed with the symbolic composer.
 
 Goal: the whole bed (48 kHz stereo) in under 20 s on a 2-core CPU, i.e. faster than 30x real time.
-``cpu_s`` is the process's CPU time, which stays meaningful when other jobs share the cores.
+``render_s`` includes loading the SoundFont (the default ``RenderOptions``: one synth). ``cpu_s`` is the
+process's CPU time (all threads), which stays meaningful when other jobs share the cores.
 ``sample`` is not needed: the timeline is synthetic and fixed (every emotion, sections of 12-75 s).
 """
 
