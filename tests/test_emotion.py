@@ -21,6 +21,7 @@ from moodbgm.emotion import (
     classify_transcript,
     default_context_path,
     default_head_path,
+    load_context_head,
     map_labels,
     topic_mean,
     window_mean,
@@ -211,9 +212,11 @@ def test_hmm_without_stickiness_returns_the_emissions() -> None:
 
 
 def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
-    head = ContextHead.load(default_context_path())
+    rng = np.random.default_rng(0)
+    head = ContextHead("both", rng.normal(size=(10, 7)), rng.normal(size=7), window=3, temperature=1.2)
     head.save(tmp_path / "ctx.npz")
-    again = ContextHead.load(tmp_path / "ctx.npz")
+    again = load_context_head(tmp_path / "ctx.npz")
+    assert isinstance(again, ContextHead)
     assert (again.kind, again.decay, again.window, again.stay, again.temperature) == (
         head.kind, head.decay, head.window, head.stay, head.temperature
     )  # fmt: skip
@@ -225,6 +228,59 @@ def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
         ContextHead(head.kind, head.weight, head.bias, temperature=0.0)
     with pytest.raises(ModelNotFoundError, match="train_emotion"):
         ContextHead.load(tmp_path / "missing.npz")
+    with pytest.raises(ModelNotFoundError, match="train_emotion"):
+        load_context_head(tmp_path / "missing.npz")
+
+
+def test_shipped_context_head_is_the_one_cross_validation_chose() -> None:
+    metrics = json.loads((DATA / "emotion_metrics.json").read_text())
+    head = load_context_head(default_context_path())
+    assert head.kind == metrics["context_head"]["kind"]
+    assert head.temperature == pytest.approx(metrics["context_head"]["temperature"], abs=1e-4)
+    assert default_context_path().stat().st_size < 2_000_000
+
+
+def test_sequence_head_runs_the_torch_network_in_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy GRU gives the logits of the trained PyTorch network; the ensemble round-trips."""
+    import torch
+
+    from devtools import train_sequence
+    from moodbgm.emotion_sequence import PARAMS, SequenceHead, member_logits, sequence_inputs
+
+    monkeypatch.setattr(train_sequence, "EPOCHS", 2)
+    monkeypatch.setattr(train_sequence, "SEEDS", (0, 1))
+    rng = np.random.default_rng(0)
+    emb = [rng.normal(size=(n, 384)).astype(np.float32) for n in (3, 5, 1, 6)]
+    logp = [np.log(rng.dirichlet(np.ones(7), size=len(e))) for e in emb]
+    y = rng.integers(0, 7, size=sum(len(e) for e in emb))
+    head = train_sequence.fit_sequence_head(emb, logp, y, dropout=0.5)
+    assert len(head.members) == 2 and head.kind == "gru"
+    m = head.members[0]
+    gru = torch.nn.GRU(64, 64, batch_first=True, bidirectional=True)
+    gru.load_state_dict({k.removeprefix("gru."): torch.from_numpy(v) for k, v in m.items() if "gru." in k})
+    x = sequence_inputs(emb[1], logp[1])
+    proj = np.tanh(x @ m["proj.weight"].T + m["proj.bias"])
+    with torch.inference_mode():
+        states = gru(torch.from_numpy(proj)[None])[0][0].numpy()
+    expected = np.hstack([states, proj]) @ m["out.weight"].T + m["out.bias"]
+    np.testing.assert_allclose(member_logits(m, x), expected, atol=1e-5)
+    # a phrase's score depends on the phrases after it (the backward GRU), not only before
+    early = head.predict_proba(emb[1][:3], logp[1][:3])
+    assert not np.allclose(early, head.predict_proba(emb[1], logp[1])[:3])
+    warm = SequenceHead(head.members, temperature=2.0)
+    warm.save(tmp_path / "seq.npz")
+    again = load_context_head(tmp_path / "seq.npz")
+    assert isinstance(again, SequenceHead) and again.temperature == 2.0
+    np.testing.assert_allclose(again.predict_proba(emb[3], logp[3]), warm.predict_proba(emb[3], logp[3]))
+    np.testing.assert_allclose(warm.predict_proba(emb[3], logp[3]).sum(1), 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SequenceHead(head.members, temperature=0.0)
+    with pytest.raises(ValueError, match="lacks"):
+        SequenceHead(({k: v for k, v in m.items() if k != PARAMS[0]},))
+    with pytest.raises(ValueError, match="inputs per phrase"):
+        head.logits(emb[0][:, :100], logp[0])
 
 
 def test_context_settles_what_a_phrase_alone_cannot(embedded: EmbeddedClassifier) -> None:
