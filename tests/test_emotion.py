@@ -269,6 +269,18 @@ def test_sequence_head_runs_the_torch_network_in_numpy(
     # a phrase's score depends on the phrases after it (the backward GRU), not only before
     early = head.predict_proba(emb[1][:3], logp[1][:3])
     assert not np.allclose(early, head.predict_proba(emb[1], logp[1])[:3])
+    # a talk longer than ``span`` is read in windows of ``span`` phrases centred on each phrase
+    short = SequenceHead(head.members, span=3)
+    x6 = sequence_inputs(emb[3], logp[3])
+    windowed = short.logits(emb[3], logp[3])
+    for i, first in ((0, 0), (3, 2), (5, 3)):
+        zs = [member_logits(mm, x6[first : first + 3]).astype(np.float64) for mm in head.members]
+        alone = np.mean([z - np.log(np.exp(z).sum(1, keepdims=True)) for z in zs], axis=0)
+        np.testing.assert_allclose(windowed[i], alone[i - first], atol=1e-5)
+    whole = SequenceHead(head.members, span=6).logits(emb[3], logp[3])
+    np.testing.assert_allclose(head.logits(emb[3], logp[3]), whole)
+    with pytest.raises(ValueError, match="span"):
+        SequenceHead(head.members, span=0)
     warm = SequenceHead(head.members, temperature=2.0)
     warm.save(tmp_path / "seq.npz")
     again = load_context_head(tmp_path / "seq.npz")
@@ -348,21 +360,22 @@ def _labels(passages: list[Passage]) -> np.ndarray:
 @pytest.mark.slow  # embeds ~300 held-out sentences
 def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.785 in context vs 0.563 alone, out-of-style 0.738 vs 0.493; ambiguous sentences
-    0.73 vs 0.47 and 0.65 vs 0.29; ECE 0.063 and 0.078; greetings 100 % and 96 % neutral or joy)."""
+    test macro-F1 0.835 in context vs 0.563 alone, out-of-style 0.890 vs 0.493; ambiguous sentences
+    0.78 vs 0.47 and 0.83 vs 0.29; ECE 0.036 and 0.069; greetings 97 % and 100 % neutral or joy). The
+    floors fail on the previous round's regression context head (0.785 and 0.738)."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor in (("test", 0.74), ("style", 0.71)):
+    for split, floor in (("test", 0.80), ("style", 0.85)):
         passages, alone, ctx = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
-        assert macro(y, ctx) >= macro(y, alone) + 0.15, split
+        assert macro(y, ctx) >= macro(y, alone) + 0.25, split
         ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
-        assert gain >= 0.20, (split, gain)
+        assert gain >= 0.28, (split, gain)
         assert ece(ctx, y)[0] <= 0.08, split
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
@@ -506,14 +519,7 @@ def test_transformers_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     "passage_id",
     [
         "t-fence",
-        pytest.param(
-            "t-greeting-angry",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known miss (README): the complaint reads as sadness/neutral at confidence 0.31-0.39, "
-                "so the timeline stays neutral",
-            ),
-        ),
+        "t-greeting-angry",
     ],
 )
 def test_spoken_passage_gets_every_part_right(tmp_path: Path, passage_id: str) -> None:
