@@ -11,7 +11,8 @@ Two hand-written corpora in ``services/moodbgm/data/``:
 * ``emotion_passages.txt``: multi-sentence passages with a label per sentence (format in its header),
   split by whole passage into train / calib / test / style (style: held-out passages in transcribed-
   speech style). train + calib are the *fitting* passages. The *context head* is chosen among
-  ``CONTEXT_KINDS`` x decay x C (HMM: x stay; the grid is ``CONTEXT_GRID``) by
+  ``CONTEXT_KINDS`` x decay x C (HMM: x stay; the grid is ``CONTEXT_GRID``) and the bidirectional-GRU
+  ensemble (``SequenceHead``, fitted by ``train_sequence.py``; x ``SEQUENCE_DROPOUTS``) by
   5-fold cross-validation grouped by passage on the fitting passages (macro-F1), then fitted on them.
 
 Calibration: one temperature for each head, fitted by negative log-likelihood on held-out predictions:
