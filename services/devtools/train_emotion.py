@@ -54,7 +54,7 @@ from moodbgm.emotion import (  # noqa: E402
     SentenceEncoder,
     context_features,
 )
-from moodbgm.emotion_sequence import SequenceHead  # noqa: E402
+from moodbgm.emotion_sequence import SPAN, SequenceHead  # noqa: E402
 from moodbgm.files import write_json  # noqa: E402
 from moodbgm.types import EMOTIONS  # noqa: E402
 
@@ -184,6 +184,11 @@ def check_passages(passages: Sequence[Passage], corpus_texts: Sequence[str]) -> 
     corpus = {_norm(t) for t in corpus_texts}
     problems += [f"sentence repeated in passages: {t!r}" for t, c in counts.items() if c > 1 and len(t) > 12]
     problems += [f"passage sentence copies the sentence corpus: {t!r}" for t in counts if t in corpus]
+    problems += [  # the GRU head reads longer talks in windows of SPAN phrases, never seen whole in training
+        f"passage {p.id} has {len(p.texts)} sentences, more than SPAN={SPAN}"
+        for p in passages
+        if len(p.texts) > SPAN
+    ]
     return problems
 
 
