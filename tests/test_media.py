@@ -10,6 +10,7 @@ from moodbgm import media
 from moodbgm.errors import (
     EmptyMediaError,
     InputError,
+    MediaError,
     NotMediaError,
     NoVideoStreamError,
     TruncatedMediaError,
@@ -60,7 +61,7 @@ def test_mux_copies_video_bit_exactly(media_dir: Path, tmp_path: Path) -> None:
     t = np.arange(n) / 48000
     wav = tmp_path / "new.wav"
     sf.write(wav, np.stack([np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32) * 0.3, 48000)
-    out = media.mux(src, wav, tmp_path / "out.mp4")
+    out = media.mux(src, media.encode_aac(wav, tmp_path / "new.m4a"), tmp_path / "out.mp4")
     oi = media.probe(out)
     assert oi.audio is not None and oi.audio.codec == "aac"
     assert oi.video is not None and oi.video.codec == info.video.codec  # type: ignore[union-attr]
@@ -103,6 +104,40 @@ def test_truncated_data_after_good_index(media_dir: Path, tmp_path: Path) -> Non
 def test_missing_file_and_zero_duration(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         media.probe(tmp_path / "nope.mp4")
+
+
+def test_aac_encoder_streams_what_encode_aac_makes(tmp_path: Path) -> None:
+    """Blocks written while they are produced decode to the same samples as encoding the WAV."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 48000) / 48000
+    audio = (0.3 * np.stack([np.sin(2 * np.pi * 330 * t), np.sin(2 * np.pi * 440 * t)], axis=1)
+             + 0.01 * rng.standard_normal((len(t), 2))).astype(np.float32)  # fmt: skip
+    sf.write(tmp_path / "a.wav", audio, 48000, subtype="FLOAT")
+    whole = media.encode_aac(tmp_path / "a.wav", tmp_path / "whole.m4a")
+    encoder = media.AacEncoder(tmp_path / "streamed.m4a", 48000, 2)
+    for start in range(0, len(audio), 7001):
+        encoder.write(audio[start : start + 7001])
+    streamed = encoder.close()
+    a = media.load_audio(whole, sample_rate=48000, mono=False)
+    b = media.load_audio(streamed, sample_rate=48000, mono=False)
+    assert a.shape == b.shape and abs(len(a) - len(audio)) <= 1024
+    assert np.array_equal(a, b)
+    assert np.corrcoef(a[2048:-2048, 0], audio[2048 : len(a) - 2048, 0])[0, 1] > 0.99
+
+
+def test_aac_encoder_failure_and_abort(tmp_path: Path) -> None:
+    encoder = media.AacEncoder(tmp_path / "x.m4a", 48000, 2)
+    with pytest.raises(ValueError, match=r"expected \(n, 2\)"):
+        encoder.write(np.zeros(100, np.float32))
+    encoder.write(np.zeros((4800, 2), np.float32))
+    encoder.abort()
+    assert not (tmp_path / "x.m4a").exists()
+    bad = media.AacEncoder(tmp_path / "no-such-dir" / "x.m4a", 48000, 2)  # ffmpeg cannot open it
+    for _ in range(20):
+        bad.write(np.zeros((48000, 2), np.float32))  # never blocks, though nobody reads the pipe
+    with pytest.raises(MediaError, match="could not encode the soundtrack") as err:
+        bad.close()
+    assert "no-such-dir" in err.value.stderr
 
 
 def test_audio_only_has_no_video(media_dir: Path, tmp_path: Path) -> None:

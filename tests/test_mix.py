@@ -12,7 +12,7 @@ from scipy import signal
 
 from devtools.sample import old_music, speak
 from moodbgm.files import read_wav, write_wav
-from moodbgm.loudness import LoudnessMeter, TruePeakLimiter, TruePeakMeter
+from moodbgm.loudness import LoudnessMeter, Oversampler, TruePeakLimiter, TruePeakMeter
 from moodbgm.mix import MixOptions, duck_curve, duck_gain, gate_curve, mix, mix_files
 
 SR = 48_000
@@ -201,6 +201,23 @@ def test_limiter_is_transparent_below_and_holds_the_ceiling_above() -> None:
     meter.push(y)
     assert meter.dbtp() <= -1.0 + 1e-3
     assert lim.max_reduction_db > 6.0
+
+
+def test_oversampler_skips_only_points_that_cannot_reach_the_floor(music: np.ndarray) -> None:
+    """With a floor, peaks above it are the exact interpolated ones and the rest stay under it."""
+    x = 2.5 * music.astype(np.float64)
+    x[SR : SR + 480] += 0.6 * np.sign(np.sin(2 * np.pi * 5000 * np.arange(480) / SR))[:, None]  # clicks
+    exact, fast = Oversampler(2), Oversampler(2)
+    e = np.concatenate([exact.push(x[i : i + 7001]) for i in range(0, len(x), 7001)])
+    floor = 0.6 * float(e.max())
+    f = np.concatenate([fast.push(x[i : i + 7001], floor) for i in range(0, len(x), 7001)])
+    hot = e > floor
+    assert 0 < hot.sum() < len(e) // 2
+    np.testing.assert_allclose(f[hot], e[hot], rtol=1e-12)
+    assert np.all(f[~hot] <= floor) and np.all(f >= e - 1e-12)  # never below the exact peak
+    # and the exact peaks are the 4x interpolation's, whatever the block size
+    ref = np.abs(signal.resample_poly(x, 4, 1, axis=0, window=("kaiser", 8.0))).max()
+    assert 20 * np.log10(e.max() / ref) == pytest.approx(0.0, abs=0.1)
 
 
 def test_voice_residue_is_gated_outside_speech(music: np.ndarray) -> None:

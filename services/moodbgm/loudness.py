@@ -118,7 +118,13 @@ class LoudnessMeter:
 
 class Oversampler:
     """4x (``factor``) polyphase interpolation; ``push`` returns each input sample's peak over the
-    interpolated points from that sample up to the next, ``delay`` samples late."""
+    interpolated points from that sample up to the next, ``delay`` samples late.
+
+    Only peaks above ``floor`` matter to the callers (the limiter's ceiling, the meter's running
+    maximum), so ``push`` interpolates only where they are possible: an interpolated point is at most
+    ``bound`` (the largest sum of absolute taps of a phase) times the largest input sample under the
+    filter. Elsewhere it returns that bound, which is ``<= floor``; with ``floor = 0`` every peak is exact.
+    """
 
     def __init__(self, channels: int, factor: int = 4, half_taps: int = 8) -> None:
         self.factor = factor
@@ -128,18 +134,29 @@ class Oversampler:
         h = np.sinc(t) * np.kaiser(n, 8.0)
         self._taps = -(-n // factor)
         # phase p's taps, zero-padded to one length: y_p[i] = sum_j h[p + j * factor] * x[i - j]
-        self._phases = [np.pad(h[p::factor], (0, self._taps - len(h[p::factor]))) for p in range(factor)]
+        phases = np.stack([np.pad(h[p::factor], (0, self._taps - len(h[p::factor]))) for p in range(factor)])
+        self._matrix = phases[:, ::-1].T.copy()  # (taps, factor): window x[i - taps + 1 .. i] @ it
+        self.bound = float(np.abs(phases).sum(axis=1).max())
         self._hist = np.zeros((self._taps - 1, channels))
 
-    def push(self, x: np.ndarray) -> np.ndarray:
+    def push(self, x: np.ndarray, floor: float = 0.0) -> np.ndarray:
         x2 = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         xx = np.concatenate([self._hist, x2])
         self._hist = xx[len(xx) - (self._taps - 1) :]
-        peak = np.zeros(len(x2))
-        for c in range(xx.shape[1]):
-            col = np.ascontiguousarray(xx[:, c])
-            for ph in self._phases:
-                np.maximum(peak, np.abs(np.convolve(col, ph, mode="valid")), out=peak)
+        n, taps = len(x2), self._taps
+        if n == 0:
+            return np.zeros(0)
+        # output i reads xx[i : i + taps]; its peak is at most bound * max |xx| over that window
+        level = np.abs(xx[:, 0])
+        for c in range(1, xx.shape[1]):
+            np.maximum(level, np.abs(xx[:, c]), out=level)
+        reach = ndimage.maximum_filter1d(level, size=taps, mode="nearest")
+        peak = self.bound * reach[taps // 2 : taps // 2 + n]
+        hot = np.flatnonzero(peak > floor)
+        if len(hot):
+            windows = xx[hot[:, None] + np.arange(taps)]  # (k, taps, channels)
+            exact = np.abs(np.einsum("ktc,tp->kcp", windows, self._matrix)).max(axis=(1, 2))
+            peak[hot] = exact
         return peak
 
 
@@ -153,7 +170,9 @@ class TruePeakMeter:
 
     def push(self, x: np.ndarray) -> None:
         if len(x):
-            self.peak = max(self.peak, float(self._os.push(x).max()))
+            # the true peak is at least the sample peak: only points above both can raise it
+            floor = max(self.peak, float(np.abs(x).max()))
+            self.peak = max(self.peak, float(self._os.push(x, floor).max()))
 
     def dbtp(self) -> float:
         """Flushes the interpolator's tail and returns the true peak in dBTP."""
@@ -238,7 +257,7 @@ class TruePeakLimiter:
         return out[drop:]
 
     def _push(self, x2: np.ndarray) -> np.ndarray:
-        peak = self._os.push(x2)
+        peak = self._os.push(x2, floor=self._ceiling)  # below the ceiling a peak needs no gain
         self._r = np.concatenate([self._r, np.minimum(1.0, self._ceiling / np.maximum(peak, 1e-12))])
         self._audio = np.concatenate([self._audio, x2])
         self._n_in += len(x2)

@@ -6,10 +6,14 @@ carries ffmpeg's stderr. A video without an audio stream is valid input (there i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import queue
 import re
+import subprocess
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -240,28 +244,108 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16_000, mono: bo
     return audio if mono else audio.reshape(-1, 2)
 
 
-def mux(
-    video_src: str | os.PathLike[str],
-    audio_wav: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    audio_bitrate: str = "192k",
-) -> Path:
-    """The video stream of ``video_src`` copied bit-exactly, with ``audio_wav`` as its AAC soundtrack.
+AAC_BITRATE = "192k"
+"""The output soundtrack's AAC bit rate."""
 
-    Same duration as the source, ``+faststart`` for web playback.
+
+class AacEncoder:
+    """Encodes float32 audio to an AAC (``.m4a``) file while the caller is still producing it.
+
+    ``write`` hands each block to a feeder thread that pipes it into ffmpeg, so the encoding (in
+    ffmpeg's process, on another core) overlaps the work that produces the next block; ``close`` waits
+    for ffmpeg and raises ``MediaError`` with its stderr if it failed. ``abort`` stops it and leaves no
+    file. The same samples give the same AAC as encoding a WAV of them.
     """
-    info = require_video(probe(video_src))
+
+    def __init__(
+        self, out_path: str | os.PathLike[str], sample_rate: int, channels: int, bitrate: str = AAC_BITRATE
+    ) -> None:
+        self.path = Path(out_path)
+        self.channels = channels
+        graph = ffmpeg.input("pipe:", f="f32le", ar=sample_rate, ac=channels).output(
+            str(self.path), acodec="aac", audio_bitrate=bitrate, f="mp4"
+        )
+        args = graph.overwrite_output().global_args("-hide_banner", "-v", "error").compile()
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._stderr = b""
+        self._feeder = threading.Thread(target=self._feed, name="aac-feeder", daemon=True)
+        self._drainer = threading.Thread(target=self._drain, name="aac-stderr", daemon=True)
+        self._feeder.start()
+        self._drainer.start()
+
+    def _feed(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            while (block := self._blocks.get()) is not None:
+                stdin.write(block)
+        except (BrokenPipeError, OSError) as e:  # ffmpeg died: close() reports its stderr
+            self._error = e
+            while self._blocks.get() is not None:  # let the producer finish without blocking
+                pass
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _drain(self) -> None:
+        assert self._proc.stderr is not None
+        self._stderr = self._proc.stderr.read()
+
+    def write(self, audio: np.ndarray) -> None:
+        a = np.ascontiguousarray(audio, dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != self.channels:
+            raise ValueError(f"AacEncoder: expected (n, {self.channels}) audio, got {a.shape}")
+        self._blocks.put(a.tobytes())
+
+    def close(self) -> Path:
+        self._blocks.put(None)
+        self._feeder.join()
+        code = self._proc.wait()
+        self._drainer.join()
+        if code != 0 or self._error is not None:
+            text = self._stderr.decode("utf-8", "replace")
+            raise MediaError(
+                f"{self.path}: ffmpeg could not encode the soundtrack to AAC", str(self.path), text
+            )
+        return self.path
+
+    def abort(self) -> None:
+        self._proc.kill()
+        self._blocks.put(None)
+        self._feeder.join()
+        self._proc.wait()
+        self._drainer.join()
+        self.path.unlink(missing_ok=True)
+
+
+def encode_aac(audio_wav: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
+    """A WAV file as an AAC ``.m4a`` (what ``AacEncoder`` makes from the same samples)."""
     _check_file(audio_wav)
+    with atomic_path(out_path) as tmp:
+        graph = ffmpeg.input(str(audio_wav)).output(
+            str(tmp), acodec="aac", audio_bitrate=AAC_BITRATE, f="mp4"
+        )
+        _run(graph.overwrite_output(), str(audio_wav), "encode the soundtrack to AAC")
+    return Path(out_path)
+
+
+def mux(
+    video_src: str | os.PathLike[str], audio_m4a: str | os.PathLike[str], out_path: str | os.PathLike[str]
+) -> Path:
+    """The video stream of ``video_src`` and the AAC soundtrack ``audio_m4a`` (from ``AacEncoder`` or
+    ``encode_aac``), both copied bit-exactly: same duration as the source, ``+faststart`` for the web."""
+    info = require_video(probe(video_src))
+    _check_file(audio_m4a)
     v = ffmpeg.input(info.path).video
-    a = ffmpeg.input(str(audio_wav)).audio
+    a = ffmpeg.input(str(audio_m4a)).audio
     with atomic_path(out_path) as tmp:
         graph = ffmpeg.output(
             v,
             a,
             str(tmp),
-            vcodec="copy",
-            acodec="aac",
-            audio_bitrate=audio_bitrate,
+            c="copy",
             t=f"{info.duration:.6f}",
             movflags="+faststart",
             f="mp4",

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from moodbgm import media
 from moodbgm.files import atomic_path
 from moodbgm.loudness import (
     KWeighting,
@@ -231,6 +232,7 @@ def _mix_blocks(
     options: MixOptions,
     block: int,
     sink: Path | None,
+    aac: Path | None = None,
 ) -> MixResult:
     n = music.length
     if voice is not None and abs(voice.length - n) > sample_rate // 20:
@@ -281,7 +283,7 @@ def _mix_blocks(
     tried: tuple[float, float] | None = None
     for attempt in range(1, MAX_RENDER_PASSES + 1):
         rendered = _render(
-            voice, music, curve, gate, undb(gm_db), undb(gain_db), sample_rate, options, block, sink
+            voice, music, curve, gate, undb(gm_db), undb(gain_db), sample_rate, options, block, sink, aac
         )
         miss = options.target_lufs - rendered.lufs
         if not math.isfinite(miss) or abs(miss) <= LUFS_TOLERANCE or attempt == MAX_RENDER_PASSES:
@@ -331,8 +333,10 @@ def _render(
     options: MixOptions,
     block: int,
     out: Path | None,
+    aac: Path | None = None,
 ) -> _Rendered:
-    """One pass: ``gn * (voice + gm * duck * music)`` through the limiter, measured, kept or written."""
+    """One pass: ``gn * (voice + gm * duck * music)`` through the limiter, measured, kept or written
+    (to ``out`` as WAV and, encoded while the pass runs, to ``aac``)."""
     n = music.length
     limiter = TruePeakLimiter(
         sample_rate,
@@ -343,29 +347,39 @@ def _render(
     )
     meter, peak = LoudnessMeter(sample_rate, 2), TruePeakMeter(2)
     parts: list[np.ndarray] = []
-    with contextlib.ExitStack() as stack:
-        sink = None
-        if out is not None:
-            sink = stack.enter_context(
-                sf.SoundFile(str(out), "w", sample_rate, 2, subtype="FLOAT", format="WAV")
-            )
+    encoder = media.AacEncoder(aac, sample_rate, 2) if aac is not None else None
+    try:
+        with contextlib.ExitStack() as stack:
+            sink = None
+            if out is not None:
+                sink = stack.enter_context(
+                    sf.SoundFile(str(out), "w", sample_rate, 2, subtype="FLOAT", format="WAV")
+                )
 
-        def emit(y: np.ndarray) -> None:
-            y32 = y.astype(np.float32)
-            meter.push(y32)
-            peak.push(y32)
-            if sink is not None:
-                sink.write(y32)
-            else:
-                parts.append(y32)
+            def emit(y: np.ndarray) -> None:
+                y32 = y.astype(np.float32)
+                if encoder is not None:
+                    encoder.write(y32)  # encoded in ffmpeg's process while the next block is mixed
+                meter.push(y32)
+                peak.push(y32)
+                if sink is not None:
+                    sink.write(y32)
+                else:
+                    parts.append(y32)
 
-        for start in range(0, n, block):
-            m = music.read(start, min(block, n - start))
-            y = (gn * gm) * m * duck_gain(curve, start, len(m), sample_rate)[:, None]
-            if voice is not None:
-                y += gn * _gated(voice, gate, start, len(m), sample_rate)[:, None]
-            emit(limiter.push(y))
-        emit(limiter.finish())
+            for start in range(0, n, block):
+                m = music.read(start, min(block, n - start))
+                y = (gn * gm) * m * duck_gain(curve, start, len(m), sample_rate)[:, None]
+                if voice is not None:
+                    y += gn * _gated(voice, gate, start, len(m), sample_rate)[:, None]
+                emit(limiter.push(y))
+            emit(limiter.finish())
+        if encoder is not None:
+            encoder.close()
+    except BaseException:
+        if encoder is not None:
+            encoder.abort()
+        raise
     audio = np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.float32)
     return _Rendered(audio, meter.lufs(), peak.dbtp(), limiter.max_reduction_db)
 
@@ -393,8 +407,10 @@ def mix_files(
     speech: Sequence[Span],
     options: MixOptions | None = None,
     block_seconds: float = 10.0,
+    out_aac: Path | None = None,
 ) -> MixReport:
-    """Block-wise ``mix`` over WAV files (flat memory); writes a stereo float WAV atomically."""
+    """Block-wise ``mix`` over WAV files (flat memory); writes a stereo float WAV atomically and, with
+    ``out_aac``, the same samples as AAC (``.m4a``), encoded while the mix is made."""
     opts = options or MixOptions()
     music = _Reader(Path(music_wav), mono=False)
     voice = _Reader(Path(voice_wav), mono=True) if voice_wav is not None else None
@@ -403,8 +419,10 @@ def mix_files(
         if voice is not None and voice.sample_rate != sr:
             raise ValueError(f"voice is {voice.sample_rate} Hz but music is {sr} Hz")
         block = max(int(block_seconds * sr), 1)
-        with atomic_path(out_wav) as tmp:
-            result = _mix_blocks(voice, music, speech, sr, opts, block, tmp)
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(out_wav))
+            tmp_aac = stack.enter_context(atomic_path(out_aac)) if out_aac is not None else None
+            result = _mix_blocks(voice, music, speech, sr, opts, block, tmp, tmp_aac)
     finally:
         music.close()
         if voice is not None:

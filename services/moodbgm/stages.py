@@ -40,6 +40,8 @@ TAKE_AUDIO = "take.wav"
 """The previous version's music, kept outside the re-seeded spans of a new take."""
 BARS = "bars.json"
 """The composer's plan: per section start, end, tempo, metre and bar start times (none for Riffusion)."""
+MIX_AAC = "mix.m4a"
+"""The mix as the output's AAC soundtrack (encoded by the mix stage, copied by the mux)."""
 USER_FILES = (TIMELINE_OVERRIDE, TAKE, TAKE_AUDIO)
 """Files the user (or the editor) supplies, not a stage: keyed by content, never served as artifacts."""
 
@@ -186,12 +188,13 @@ def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> No
         job.path("mix.wav"),
         speech,
         options.mix_options(),
+        out_aac=job.path(MIX_AAC),  # the mux only copies it: the encoding overlaps the mixing
     )
     write_json(job.path("mix.json"), {"speech": speech, **result.to_dict()})
 
 
 def _mux(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    media.mux(job.input_path(), job.path("mix.wav"), job.path("output.mp4"))
+    media.mux(job.input_path(), job.path(MIX_AAC), job.path("output.mp4"))
 
 
 def _report(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
@@ -221,9 +224,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("generate", ("timeline.json",), ("bgm.wav",), ("bgm.mid", BARS, TAKE, TAKE_AUDIO),
           ("generator", "style", "seed"), (),
           None, _generate, "generate", 0.30),
-    Stage("mix", ("media.json", "voice.wav", "speech.json", "bgm.wav"), ("mix.wav", "mix.json"), (),
-          MIX_OPTIONS, (), None, _mix, "media", 0.10),
-    Stage("mux", (INPUT, "mix.wav"), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
+    Stage("mix", ("media.json", "voice.wav", "speech.json", "bgm.wav"), ("mix.wav", MIX_AAC, "mix.json"),
+          (), MIX_OPTIONS, (), None, _mix, "media", 0.10),
+    Stage("mux", (INPUT, MIX_AAC), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
     Stage("report", ("audio.wav", "transcript.json", "emotions.json", "timeline.json"), ("timeline.png",),
           (), (), (), None, _report, "media", 0.03),
 )

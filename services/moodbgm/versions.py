@@ -38,6 +38,7 @@ VERSIONED: tuple[str, ...] = (
     "bgm.mid",
     "bars.json",
     "mix.wav",
+    "mix.m4a",
     "mix.json",
     "output.mp4",
     "timeline.png",

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
     ".mid": "audio/midi",
     ".png": "image/png",
     ".json": "application/json",
