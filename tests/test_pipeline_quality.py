@@ -6,6 +6,7 @@ The pipeline runs once per module on the whole demo script (66 s, 155 words: one
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -53,9 +54,26 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z' ]+", " ", text.lower()).strip()
 
 
-def _wer(truth: str, audio16: np.ndarray, transcriber: Transcriber) -> float:
-    hyp = transcriber.transcribe(audio16).text
-    return float(jiwer.wer(_norm(truth), _norm(hyp)))
+def _wer(sample: SampleInfo, audio16: np.ndarray, transcriber: Transcriber) -> float:
+    """WER of Whisper's reading against the script: the better of two readings, the whole clip at once
+    and in pieces of at least 20 s cut in the middle of pauses. Whole-clip decoding sometimes jumps
+    over a passage (a timestamp token leaps ahead; 0.194 against 0.045 on an AMD EPYC after a change of
+    AAC coder that made the mix decode closer to itself), and any segmentation has such accidents on
+    some CPU; a word the remix really buries is lost in both readings."""
+    sr, mids = 16_000, [(a + b) / 2 for a, b in sample.pauses]
+    edges = [0.0]
+    for m in mids:
+        if m - edges[-1] >= 20.0:
+            edges.append(m)
+    truth, scores = _norm(sample.text), []
+    for cuts in ([0.0, sample.duration], [*edges, sample.duration]):
+        hyp = " ".join(
+            transcriber.transcribe(audio16[int(a * sr) : int(b * sr)]).text
+            for a, b in itertools.pairwise(cuts)
+        )
+        scores.append(float(jiwer.wer(truth, _norm(hyp))))
+    print(f"WER whole clip {scores[0]:.3f}, in {len(edges)} pieces {scores[1]:.3f}")
+    return min(scores)
 
 
 # The remix may cost this much WER beyond the input's (8 words of 155). Measured with the pinned
@@ -112,8 +130,8 @@ def test_output_keeps_video_and_duration(sample: SampleInfo, job: Path) -> None:
 
 
 def test_speech_stays_intelligible(sample: SampleInfo, job: Path, transcriber: Transcriber) -> None:
-    wer_in = _wer(sample.text, media.load_audio(sample.video), transcriber)
-    wer_out = _wer(sample.text, media.load_audio(job / "output.mp4"), transcriber)
+    wer_in = _wer(sample, media.load_audio(sample.video), transcriber)
+    wer_out = _wer(sample, media.load_audio(job / "output.mp4"), transcriber)
     assert wer_in <= 0.1, wer_in  # the check hears the speech (4 and 7 errors in 155 words measured)
     assert wer_out <= wer_in + REMIX_WER_COST, (wer_in, wer_out)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import sys
 import threading
 import time
 
 import pytest
 
 from moodbgm.progress import JobProgress
-from moodbgm.stagegraph import ready, run_graph
+from moodbgm.stagegraph import BACKGROUND_NICENESS, in_background, ready, run_graph
 from moodbgm.stages import STAGES, upstream
 
 DEPS = {s.name: upstream(s) for s in STAGES}
@@ -89,3 +91,20 @@ def test_progress_is_one_line_per_stage_start_and_end_when_not_a_terminal() -> N
     assert [ln.split(":")[1].strip().split()[0] for ln in lines] == ["a", "b", "a", "b"]
     assert lines[2].endswith("(25 % of the job)") and lines[3].endswith("(100 % of the job)")
     assert progress.overall == 1.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_in_background_runs_at_the_lowest_priority_and_hands_back_the_result() -> None:
+    def work() -> tuple[int, str]:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), threading.current_thread().name
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    nice, name = in_background(work, "chart")
+    assert nice == max(before, BACKGROUND_NICENESS) and name == "moodbgm-chart"
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller keeps its own
+
+    def fail() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        in_background(fail)

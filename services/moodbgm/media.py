@@ -246,6 +246,10 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16_000, mono: bo
 
 AAC_BITRATE = "192k"
 """The output soundtrack's AAC bit rate."""
+AAC_CODER = "fast"
+"""ffmpeg's AAC coder: ``fast`` encodes a 66 s mix in 0.64 s against 1.34 s for the default
+``twoloop`` (AMD EPYC), and decodes closer to the mix (SNR 43.0 dB against 34.8 dB; 300-4000 Hz:
+47.4 against 35.0) at 192 kbit/s."""
 
 
 class AacEncoder:
@@ -263,7 +267,7 @@ class AacEncoder:
         self.path = Path(out_path)
         self.channels = channels
         graph = ffmpeg.input("pipe:", f="f32le", ar=sample_rate, ac=channels).output(
-            str(self.path), acodec="aac", audio_bitrate=bitrate, f="mp4"
+            str(self.path), acodec="aac", aac_coder=AAC_CODER, audio_bitrate=bitrate, f="mp4"
         )
         args = graph.overwrite_output().global_args("-hide_banner", "-v", "error").compile()
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -325,7 +329,7 @@ def encode_aac(audio_wav: str | os.PathLike[str], out_path: str | os.PathLike[st
     _check_file(audio_wav)
     with atomic_path(out_path) as tmp:
         graph = ffmpeg.input(str(audio_wav)).output(
-            str(tmp), acodec="aac", audio_bitrate=AAC_BITRATE, f="mp4"
+            str(tmp), acodec="aac", aac_coder=AAC_CODER, audio_bitrate=AAC_BITRATE, f="mp4"
         )
         _run(graph.overwrite_output(), str(audio_wav), "encode the soundtrack to AAC")
     return Path(out_path)

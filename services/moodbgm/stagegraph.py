@@ -11,8 +11,14 @@ The scheduler knows nothing about stages beyond their names and dependencies; ``
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +77,33 @@ def run_graph(
     missing = [n for n in order if n not in done]
     if missing:  # only possible with a dependency cycle
         raise ValueError(f"stages {missing} were never ready (a dependency cycle?)")
+
+
+BACKGROUND_NICENESS = 19
+
+
+def in_background(work: Callable[[], T], name: str = "background") -> T:
+    """``work()`` in a thread of its own at the lowest CPU priority (Linux threads have their own nice
+    value); the caller waits for it and gets its result or its exception.
+
+    For work off the critical path (the chart beside composing and mixing): it then runs on what the
+    other stages leave idle (composing, a one-core mixing pass, the mux) instead of taking a core from
+    the synths or the encoder. A new thread, so that no pooled thread keeps the low priority.
+    """
+    done: Future[T] = Future()
+
+    def run() -> None:
+        if sys.platform.startswith("linux"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+            except OSError as err:  # e.g. a seccomp profile: it still runs, at normal priority
+                log.warning("could not lower the priority of %s work: %s", name, err)
+        try:
+            done.set_result(work())
+        except BaseException as e:
+            done.set_exception(e)
+
+    thread = threading.Thread(target=run, name=f"moodbgm-{name}", daemon=True)
+    thread.start()
+    thread.join()
+    return done.result()

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from moodbgm import media
 from moodbgm.errors import InputError
-from moodbgm.files import atomic_path, read_json, write_json, write_silence, write_wav
+from moodbgm.files import atomic_path, read_json, read_wav, write_json, write_silence, write_wav
 from moodbgm.jobs import JobDir, JobOptions
+from moodbgm.stagegraph import in_background
 from moodbgm.types import EmotionScores, Timeline, Transcript
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,6 @@ def _generate(job: JobDir, options: JobOptions, models: Models, report: Report) 
         timeline, timeline.duration, GenerateOptions(style=options.style, seed=seed), progress=report
     )
     if take:  # a new take: the previous music outside the re-seeded spans, bit for bit
-        from moodbgm.files import read_wav
         from moodbgm.versions import splice
 
         previous, sr = read_wav(job.path(TAKE_AUDIO))
@@ -202,8 +202,13 @@ def _report(job: JobDir, options: JobOptions, models: Models, report: Report) ->
 
     transcript = Transcript.from_dict(read_json(job.path("transcript.json")))
     timeline = Timeline.from_dict(read_json(job.path("timeline.json")))
-    audio = media.load_audio(job.path("audio.wav"), sample_rate=8_000)
-    render_timeline_png(job.path("timeline.png"), audio, 8_000, transcript, load_emotions(job), timeline)
+    emotions = load_emotions(job)
+
+    def draw() -> None:
+        audio, sr = read_wav(job.path("audio.wav"))  # the waveform's envelope: no resampling needed
+        render_timeline_png(job.path("timeline.png"), audio, sr, transcript, emotions, timeline)
+
+    in_background(draw, "chart")  # beside composing and mixing, on the cores they leave idle
 
 
 # ---------------------------------------------------------------- the table
