@@ -144,3 +144,30 @@ def test_a_generator_without_a_plan_leaves_no_stale_bar_plan(media_dir: Path, tm
     BY_NAME["generate"].runner(job, JobOptions(), _PlanlessModels(Settings()), lambda f: None)
     assert job.path("bgm.wav").is_file()
     assert not job.path("bars.json").exists() and not job.path("bgm.mid").exists()
+
+
+def test_stage_keys_follow_the_installed_code(
+    media_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results made by other code (another release, a retrained emotion head) are not reused."""
+    import shutil
+
+    from moodbgm import pipeline
+
+    options = JobOptions()
+    job = create_job(tmp_path / "job", media_dir / "av.mp4", options)
+    models = Models(Settings())
+    keys = {s.name: pipeline.stage_key(job, s, options, models, job.read()) for s in STAGES}
+    monkeypatch.setattr(pipeline, "code_fingerprint", lambda: "0123456789abcdef")
+    for s in STAGES:
+        assert pipeline.stage_key(job, s, options, models, job.read()) != keys[s.name], s.name
+
+    package = tmp_path / "package"
+    shutil.copytree(Path(pipeline.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = pipeline.tree_digest(package)
+    (package / "__pycache__").mkdir(exist_ok=True)
+    (package / "__pycache__" / "x.pyc").write_bytes(b"bytecode")
+    assert pipeline.tree_digest(package) == before
+    head = package / "data" / "emotion_head.npz"
+    head.write_bytes(head.read_bytes() + b"\0")
+    assert pipeline.tree_digest(package) != before

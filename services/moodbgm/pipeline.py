@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from moodbgm import __version__
@@ -100,8 +102,29 @@ class ProgressEvents(JobEvents):
 
 
 # ---------------------------------------------------------------- keys
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A digest of the moodbgm package as installed: its code and the model data it ships (the emotion
+    heads, ...). Part of every stage's key, so a job directory made by other code (another release, a
+    retrained head) is made again instead of being reused; the same installation gives the same keys
+    in the API, every worker and the CLI."""
+    return tree_digest(Path(__file__).resolve().parent)
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-256 (16 hex digits) of the names and bytes of the files under ``root`` (bytecode caches
+    aside)."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def stage_key(job: JobDir, stage: Stage, options: JobOptions, models: Models, record: JobRecord) -> str:
     parts: dict[str, Any] = {"stage": stage.name, "options": stage.key_options(options, models.settings)}
+    parts["code"] = code_fingerprint()
     parts["upstream"] = {u: getattr(record.stages.get(u), "key", None) for u in upstream(stage)}
     if INPUT in stage.inputs:
         st = job.input_path().stat()
