@@ -336,11 +336,15 @@ def encode_aac(audio_wav: str | os.PathLike[str], out_path: str | os.PathLike[st
 
 
 def mux(
-    video_src: str | os.PathLike[str], audio_m4a: str | os.PathLike[str], out_path: str | os.PathLike[str]
+    video_src: str | os.PathLike[str],
+    audio_m4a: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    info: MediaInfo | None = None,
 ) -> Path:
     """The video stream of ``video_src`` and the AAC soundtrack ``audio_m4a`` (from ``AacEncoder`` or
-    ``encode_aac``), both copied bit-exactly: same duration as the source, ``+faststart`` for the web."""
-    info = require_video(probe(video_src))
+    ``encode_aac``), both copied bit-exactly: same duration as the source, ``+faststart`` for the web.
+    ``info``: ``probe(video_src)`` when the caller has it already."""
+    info = require_video(info or probe(video_src))
     _check_file(audio_m4a)
     v = ffmpeg.input(info.path).video
     a = ffmpeg.input(str(audio_m4a)).audio

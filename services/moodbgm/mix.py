@@ -24,9 +24,11 @@ measured miss. Memory stays flat with duration.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +221,12 @@ class _Reader:
             out = np.concatenate([out, np.zeros((n - len(out), *out.shape[1:]), dtype=out.dtype)])
         return out.astype(np.float64)
 
+    def reopened(self) -> _Reader:
+        """The same source with a position of its own (for another thread)."""
+        if self._file is not None:
+            return _Reader(Path(self._file.name), self.mono)
+        return self
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
@@ -243,20 +251,8 @@ def _mix_blocks(
     curve = duck_curve(speech, n, sample_rate, options)
     gate = gate_curve(speech, n, sample_rate, options)
 
-    # pass 1: K-weighted energies per 100 ms segment
-    kv, km, kd = KWeighting(sample_rate, 1), KWeighting(sample_rate, 2), KWeighting(sample_rate, 2)
-    seg = SegmentPowers(sample_rate, 4)
-    for start in range(0, n, block):
-        m = music.read(start, min(block, n - start))
-        dm = m * duck_gain(curve, start, len(m), sample_rate)[:, None]
-        fm, fd = km.push(m), kd.push(dm)
-        fv = (
-            kv.push(_gated(voice, gate, start, len(m), sample_rate)[:, None])[:, 0]
-            if voice is not None
-            else np.zeros(len(m))
-        )
-        seg.push(np.stack([2 * fv * fv, (fm * fm).sum(1), (fd * fd).sum(1), fv * fd.sum(1)], axis=1))
-    s = seg.means()
+    # pass 1: K-weighted energies per 100 ms segment, the two halves of the file side by side
+    s = _energies(voice, music, curve, gate, sample_rate, block)
     voice_lufs = gated_loudness(s[:, 0]) if voice is not None else -math.inf
     music_lufs = gated_loudness(s[:, 1])
     # no speech: the gated voice is residue, not a level to set the music against
@@ -308,6 +304,68 @@ def _mix_blocks(
         limiter_db=rendered.limiter_db,
     )
     return MixResult(audio=rendered.audio, report=report)
+
+
+PASS1_WARMUP_S = 1.0
+"""Seconds of signal the K-weighting filters of a later part of the file run over before it, from rest:
+the state they reach is the one of a run from the start (their slowest pole, the 38 Hz high pass,
+decays by e^-240 in a second)."""
+
+
+def _energies(
+    voice: _Reader | None, music: _Reader, curve: np.ndarray, gate: np.ndarray, sample_rate: int, block: int
+) -> np.ndarray:
+    """Per 100 ms segment: K-weighted mean squares of the gated voice (both ears), the music, the ducked
+    music, and the voice x ducked music cross term, ``(segments, 4)``. Files of over 20 s are measured
+    in two halves in threads (the filters and the readers release the GIL)."""
+    n, segment = music.length, sample_rate // 10
+    half = (n // 2) // segment * segment
+    if n < 20 * sample_rate:
+        return _energies_of(voice, music, curve, gate, sample_rate, block, 0, n)
+    warmup = round(PASS1_WARMUP_S * sample_rate)
+    with contextlib.ExitStack() as stack:
+        readers = [(voice, music)]
+        readers.append((voice.reopened() if voice else None, music.reopened()))
+        for v, m in readers[1:]:
+            stack.callback(m.close)
+            if v is not None:
+                stack.callback(v.close)
+        with ThreadPoolExecutor(1, thread_name_prefix="mix-pass1") as pool:
+            (v2, m2) = readers[1]
+            second = pool.submit(_energies_of, v2, m2, curve, gate, sample_rate, block, half, n, warmup)
+            first = _energies_of(voice, music, curve, gate, sample_rate, block, 0, half)
+            return np.concatenate([first, second.result()])
+
+
+def _energies_of(
+    voice: _Reader | None,
+    music: _Reader,
+    curve: np.ndarray,
+    gate: np.ndarray,
+    sample_rate: int,
+    block: int,
+    begin: int,
+    end: int,
+    warmup: int = 0,
+) -> np.ndarray:
+    """``_energies`` of samples ``begin .. end`` (``begin`` on a segment boundary), after running the
+    filters over the ``warmup`` samples before it."""
+    kv, km, kd = KWeighting(sample_rate, 1), KWeighting(sample_rate, 2), KWeighting(sample_rate, 2)
+    seg = SegmentPowers(sample_rate, 4)
+    first = max(0, begin - warmup)
+    bounds = [first, *range(begin, end, block), end] if first < begin else [*range(begin, end, block), end]
+    for start, stop in itertools.pairwise(bounds):
+        m = music.read(start, stop - start)
+        dm = m * duck_gain(curve, start, len(m), sample_rate)[:, None]
+        fm, fd = km.push(m), kd.push(dm)
+        fv = (
+            kv.push(_gated(voice, gate, start, len(m), sample_rate)[:, None])[:, 0]
+            if voice is not None
+            else np.zeros(len(m))
+        )
+        if start >= begin:
+            seg.push(np.stack([2 * fv * fv, (fm * fm).sum(1), (fd * fd).sum(1), fv * fd.sum(1)], axis=1))
+    return seg.means()
 
 
 def _gated(voice: _Reader, gate: np.ndarray, start: int, n: int, sample_rate: int) -> np.ndarray:

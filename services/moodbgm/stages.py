@@ -194,7 +194,9 @@ def _mix(job: JobDir, options: JobOptions, models: Models, report: Report) -> No
 
 
 def _mux(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
-    media.mux(job.input_path(), job.path(MIX_AAC), job.path("output.mp4"))
+    src = job.input_path()
+    info = media.MediaInfo.from_dict({**_media_info(job), "path": str(src)})  # probed by the media stage
+    media.mux(src, job.path(MIX_AAC), job.path("output.mp4"), info)
 
 
 def _report(job: JobDir, options: JobOptions, models: Models, report: Report) -> None:
@@ -231,7 +233,7 @@ STAGES: tuple[Stage, ...] = (
           None, _generate, "generate", 0.30),
     Stage("mix", ("media.json", "voice.wav", "speech.json", "bgm.wav"), ("mix.wav", MIX_AAC, "mix.json"),
           (), MIX_OPTIONS, (), None, _mix, "media", 0.10),
-    Stage("mux", (INPUT, MIX_AAC), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
+    Stage("mux", (INPUT, "media.json", MIX_AAC), ("output.mp4",), (), (), (), None, _mux, "media", 0.03),
     Stage("report", ("audio.wav", "transcript.json", "emotions.json", "timeline.json"), ("timeline.png",),
           (), (), (), None, _report, "media", 0.03),
 )
