@@ -151,6 +151,35 @@ def test_blockwise_files_equal_whole_array(voice: np.ndarray, music: np.ndarray,
     assert r2.to_dict()["voice_lufs"] is None
 
 
+def test_long_files_measured_in_halves_and_encoded_while_mixed(
+    voice: np.ndarray, music: np.ndarray, tmp_path: Path
+) -> None:
+    """Over 20 s the first pass measures two halves side by side: the same energies as one run (the
+    filters of the second half warmed up); the AAC written beside the WAV decodes to the same mix."""
+    from moodbgm import media
+    from moodbgm.mix import _energies, _energies_of, _Reader, duck_curve, gate_curve
+
+    reps = 3  # 30 s
+    v, m = np.tile(voice, reps), np.tile(music, (reps, 1))
+    spans = [(a + 10.0 * k, b + 10.0 * k) for k in range(reps) for a, b in SPANS]
+    vr, mr, n = _Reader(v, mono=True), _Reader(m, mono=False), len(m)
+    curve, gate = duck_curve(spans, n, SR, MixOptions()), gate_curve(spans, n, SR, MixOptions())
+    one = _energies_of(vr, mr, curve, gate, SR, SR, 0, n)
+    halves = _energies(vr, mr, curve, gate, SR, SR)
+    assert one.shape == halves.shape == (n // (SR // 10), 4)
+    np.testing.assert_allclose(halves, one, rtol=1e-9, atol=1e-15)
+
+    vw, mw = write_wav(tmp_path / "voice.wav", v, SR), write_wav(tmp_path / "bgm.wav", m, SR)
+    mix_files(vw, mw, tmp_path / "mix.wav", spans, out_aac=tmp_path / "mix.m4a")
+    wav, _ = read_wav(tmp_path / "mix.wav")
+    aac = media.load_audio(tmp_path / "mix.m4a", sample_rate=SR, mono=False)
+    assert abs(len(aac) - len(wav)) <= 1024
+    k = min(len(aac), len(wav))
+    err = aac[SR:k] - wav[SR:k]
+    assert 10 * np.log10(np.sum(wav[SR:k] ** 2) / np.sum(err**2)) > 20  # the same mix, AAC-coded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bgm.wav", "mix.m4a", "mix.wav", "voice.wav"]
+
+
 def test_duck_curve_shape() -> None:
     opts = MixOptions(duck_db=12.0, attack_ms=50.0, release_ms=400.0, lookahead_ms=120.0)
     curve = duck_curve([(2.0, 4.0)], 8 * SR, SR, opts)
