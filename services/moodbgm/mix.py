@@ -250,6 +250,30 @@ def _mix_blocks(
         speech = ()
     curve = duck_curve(speech, n, sample_rate, options)
     gate = gate_curve(speech, n, sample_rate, options)
+    # the encoder process starts now and waits for pass 2's samples (its start-up off the path)
+    encoder = media.AacEncoder(aac, sample_rate, 2) if aac is not None else None
+    try:
+        return _passes(voice, music, speech, curve, gate, sample_rate, options, block, sink, aac, encoder)
+    except BaseException:
+        if encoder is not None:
+            encoder.abort()
+        raise
+
+
+def _passes(
+    voice: _Reader | None,
+    music: _Reader,
+    speech: Sequence[Span],
+    curve: np.ndarray,
+    gate: np.ndarray,
+    sample_rate: int,
+    options: MixOptions,
+    block: int,
+    sink: Path | None,
+    aac: Path | None,
+    encoder: media.AacEncoder | None,
+) -> MixResult:
+    n = music.length
 
     # pass 1: K-weighted energies per 100 ms segment, the two halves of the file side by side
     s = _energies(voice, music, curve, gate, sample_rate, block)
@@ -278,9 +302,12 @@ def _mix_blocks(
     slope = 1.0
     tried: tuple[float, float] | None = None
     for attempt in range(1, MAX_RENDER_PASSES + 1):
+        if aac is not None and encoder is None:  # a pass again: a fresh encoder (the last one is closed)
+            encoder = media.AacEncoder(aac, sample_rate, 2)
         rendered = _render(
-            voice, music, curve, gate, undb(gm_db), undb(gain_db), sample_rate, options, block, sink, aac
+            voice, music, curve, gate, undb(gm_db), undb(gain_db), sample_rate, options, block, sink, encoder
         )
+        encoder = None
         miss = options.target_lufs - rendered.lufs
         if not math.isfinite(miss) or abs(miss) <= LUFS_TOLERANCE or attempt == MAX_RENDER_PASSES:
             break
@@ -391,10 +418,10 @@ def _render(
     options: MixOptions,
     block: int,
     out: Path | None,
-    aac: Path | None = None,
+    encoder: media.AacEncoder | None = None,
 ) -> _Rendered:
     """One pass: ``gn * (voice + gm * duck * music)`` through the limiter, measured, kept or written
-    (to ``out`` as WAV and, encoded while the pass runs, to ``aac``)."""
+    (to ``out`` as WAV and, encoded while the pass runs, to ``encoder``, which it closes)."""
     n = music.length
     limiter = TruePeakLimiter(
         sample_rate,
@@ -405,7 +432,6 @@ def _render(
     )
     meter, peak = LoudnessMeter(sample_rate, 2), TruePeakMeter(2)
     parts: list[np.ndarray] = []
-    encoder = media.AacEncoder(aac, sample_rate, 2) if aac is not None else None
     try:
         with contextlib.ExitStack() as stack:
             sink = None

@@ -107,8 +107,7 @@ class FluidRenderer:
         threads: list[threading.Thread] = []
         try:
             for mine in _lanes(jobs, self.options.workers):
-                synth = self._open()  # the anchor's samples are reused: 0.03 s each
-                args = (synth, mine, results, window, total, meter)
+                args = (mine, results, window, total, meter)
                 threads.append(threading.Thread(target=self._lane, args=args, daemon=True))
                 threads[-1].start()
             for job in jobs:
@@ -127,15 +126,17 @@ class FluidRenderer:
 
     def _lane(
         self,
-        synth: SectionSynth,
         mine: list[_Job],
         results: dict[int, Future[np.ndarray]],
         window: _Window,
         total: int,
         meter: Loudness,
     ) -> None:
-        """Renders ``mine`` in order with ``synth`` (then closes it); an error goes to every result left."""
+        """Renders ``mine`` in order with a synth of its own (built here, beside the other lanes: the
+        anchor's samples are reused, 0.03 s; closed at the end); an error goes to every result left."""
+        synth: SectionSynth | None = None
         try:
+            synth = self._open()
             for job in mine:
                 if not window.enter(job.first):
                     return
@@ -147,7 +148,8 @@ class FluidRenderer:
                 if future is not None and not future.done():
                     future.set_exception(e)
         finally:
-            synth.close()
+            if synth is not None:
+                synth.close()
 
     def _section(self, synth: SectionSynth, job: _Job, total: int, meter: Loudness) -> np.ndarray:
         """The section's samples with its entry ramp, tail fade and balance gain."""
