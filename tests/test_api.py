@@ -21,6 +21,7 @@ from helpers import redis_url
 from moodbgm.api.app import create_app
 from moodbgm.api.auth import key_id
 from moodbgm.api.signing import LinkSigner
+from moodbgm.client import ApiError, Client
 from moodbgm.config import Settings
 from moodbgm.jobstore import JobStore
 from problemjson import assert_problem
@@ -137,6 +138,11 @@ def test_pick_a_variation_as_the_output(client: TestClient, settings: Settings, 
     assert r.status_code == 200, r.text
     assert r.json()["picked"] == second
     assert client.get(f"/api/v1/batches/{batch_id}").json()["picked"] == second
+    api = Client(http=client)  # the typed client: the TestClient carries the key
+    assert api.pick(batch_id, second)["picked"] == second
+    with pytest.raises(ApiError) as err:
+        api.pick(batch_id, first)  # not done
+    assert err.value.status == 409
     assert_problem(client.post(pick, json={"job": "0" * 32}), 422)  # not one of its variations
     assert_problem(client.post(pick, json={"nope": 1}), 422)
     other = TestClient(client.app, headers=bearer(KEY_B))

@@ -22,6 +22,7 @@ import pytest
 from devtools.sample import make_sample
 from helpers import api_and_worker, redis_url
 from moodbgm import media
+from moodbgm.client import ApiError, Client
 from moodbgm.files import read_json, read_wav, write_json
 from moodbgm.jobs import JobDir
 from moodbgm.versions import (
@@ -188,9 +189,11 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
                 {"start": cut, "end": duration, "emotion": "fear", "lock": True},
             ]
         }
-        r = c.put(f"/api/v1/jobs/{job_id}/timeline", json=edit)
+        r = c.put(f"/api/v1/jobs/{job_id}/timeline", json=edit, headers={"Idempotency-Key": "edit-2"})
         assert r.status_code == 202 and r.headers["location"] == f"/api/v1/jobs/{job_id}", r.text
         assert r.json()["version"] == 2
+        with Client(url, KEY) as api:  # the typed client: the same key repeats, no third version
+            assert api.edit_timeline(job_id, edit["sections"], idempotency_key="edit-2") == 2
         _wait_done(c, job_id)
         rec = read_json(job / "job.json")
         again = {k: v["seconds"] for k, v in rec["stages"].items()}
@@ -214,6 +217,13 @@ def test_edit_rerenders_a_new_version_and_a_new_take_changes_only_its_section(
         r = c.post(f"/api/v1/jobs/{job_id}/timeline/replan")
         assert r.status_code == 200, r.text
         got = r.json()["sections"]
+        with Client(url, KEY) as api:
+            assert api.replan(job_id) == got and api.replan(job_id, got) == got
+            assert api.editor(job_id)["version"] == 2
+            with pytest.raises(ApiError) as err:
+                api.edit_timeline(job_id, bad["sections"])
+            assert err.value.status == 422
+            assert (err.value.problem["section"], err.value.problem["rule"]) == (1, "tile")
         locked = {"start": cut, "end": duration, "emotion": "fear", "intensity": 0.5, "lock": True, "take": 0}
         assert got[-1] == locked and not any(s["lock"] for s in got[:-1])
         assert got[0]["start"] == 0.0 and all(a["end"] == b["start"] for a, b in itertools.pairwise(got))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -278,6 +278,47 @@ class Client:
             time.sleep(poll_s)
 
     # ---- files
+    # ---- the score editor
+    def editor(self, job_id: str) -> dict[str, Any]:
+        """What the page's timeline editor shows: ``sections`` (with intensity, lock, take),
+        ``phrases``, ``cuts``, ``bars``, ``min_section``, ``version`` and every version's signed links."""
+        body: dict[str, Any] = self._json("GET", f"{API}/jobs/{job_id}/editor")
+        return body
+
+    def edit_timeline(
+        self, job_id: str, sections: Sequence[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> int:
+        """Re-render the job's score from edited ``sections`` (``start``, ``end``, ``emotion``, and
+        optionally ``intensity``, ``lock``, ``take``); returns the new version's number at once (follow
+        it with ``wait``). A bad edit raises ``ApiError`` 422 whose ``problem`` names the ``section``
+        (0-based) and the ``rule``."""
+        idem = idempotency_key or uuid.uuid4().hex
+        data = {"sections": [dict(s) for s in sections]}
+        body = self._json(
+            "PUT",
+            f"{API}/jobs/{job_id}/timeline",
+            lambda: {"json": data, "headers": {"Idempotency-Key": idem}},
+        )
+        return int(body["version"])
+
+    def replan(
+        self, job_id: str, sections: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The sections planned again around the locked ones (of ``sections``, or of the current
+        timeline); nothing is rendered."""
+        data = None if sections is None else {"sections": [dict(s) for s in sections]}
+        body = self._json(
+            "POST", f"{API}/jobs/{job_id}/timeline/replan", lambda: {} if data is None else {"json": data}
+        )
+        return list(body["sections"])
+
+    def pick(self, batch_id: str, job_id: str) -> dict[str, Any]:
+        """Pick one finished variation of a batch as its output; returns the batch (``picked`` set)."""
+        body: dict[str, Any] = self._json(
+            "POST", f"{API}/batches/{batch_id}/pick", lambda: {"json": {"job": job_id}}
+        )
+        return body
+
     def download(self, job_id: str, name: str, dest: Path) -> Path:
         """Fetch one file of a job to ``dest``, resuming ``<dest>.part`` from a broken earlier try."""
         part = dest.with_name(dest.name + ".part")
