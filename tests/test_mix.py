@@ -357,3 +357,27 @@ def test_duck_curve_holds_short_pauses_and_releases_smoothly() -> None:
     rise = np.diff(curve[400:650])
     assert rise.min() >= 0 and rise[0] < rise.max() / 4  # S-shaped (a one-pole starts steepest)
     assert rise.max() < 0.6  # dB per 10 ms: no jump
+
+
+def test_a_failed_mix_leaves_no_file_and_no_encoder(
+    voice: np.ndarray, music: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    from moodbgm import loudness
+
+    calls = {"n": 0}
+    push = loudness.TruePeakLimiter.push
+
+    def failing(self: loudness.TruePeakLimiter, x: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-way through the second pass, with the encoder running
+            raise RuntimeError("disk full")
+        return push(self, x)
+
+    monkeypatch.setattr(loudness.TruePeakLimiter, "push", failing)
+    vw, mw = write_wav(tmp_path / "voice.wav", voice, SR), write_wav(tmp_path / "bgm.wav", music, SR)
+    with pytest.raises(RuntimeError, match="disk full"):
+        mix_files(vw, mw, tmp_path / "mix.wav", SPANS, block_seconds=1.0, out_aac=tmp_path / "mix.m4a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bgm.wav", "voice.wav"]
+    assert not [c for c in psutil.Process().children(recursive=True) if "ffmpeg" in c.name()]
