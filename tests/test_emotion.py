@@ -21,6 +21,7 @@ from moodbgm.emotion import (
     classify_transcript,
     default_context_path,
     default_head_path,
+    load_context_head,
     map_labels,
     topic_mean,
     window_mean,
@@ -222,9 +223,11 @@ def test_hmm_without_stickiness_returns_the_emissions() -> None:
 
 
 def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
-    head = ContextHead.load(default_context_path())
+    rng = np.random.default_rng(0)
+    head = ContextHead("both", rng.normal(size=(10, 7)), rng.normal(size=7), window=3, temperature=1.2)
     head.save(tmp_path / "ctx.npz")
-    again = ContextHead.load(tmp_path / "ctx.npz")
+    again = load_context_head(tmp_path / "ctx.npz")
+    assert isinstance(again, ContextHead)
     assert (again.kind, again.decay, again.window, again.stay, again.temperature) == (
         head.kind, head.decay, head.window, head.stay, head.temperature
     )  # fmt: skip
@@ -236,6 +239,71 @@ def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
         ContextHead(head.kind, head.weight, head.bias, temperature=0.0)
     with pytest.raises(ModelNotFoundError, match="train_emotion"):
         ContextHead.load(tmp_path / "missing.npz")
+    with pytest.raises(ModelNotFoundError, match="train_emotion"):
+        load_context_head(tmp_path / "missing.npz")
+
+
+def test_shipped_context_head_is_the_one_cross_validation_chose() -> None:
+    metrics = json.loads((DATA / "emotion_metrics.json").read_text())
+    head = load_context_head(default_context_path())
+    assert head.kind == metrics["context_head"]["kind"]
+    assert head.temperature == pytest.approx(metrics["context_head"]["temperature"], abs=1e-4)
+    assert default_context_path().stat().st_size < 2_000_000
+
+
+def test_sequence_head_runs_the_torch_network_in_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy GRU gives the logits of the trained PyTorch network; the ensemble round-trips."""
+    import torch
+
+    from devtools import train_sequence
+    from moodbgm.emotion_sequence import PARAMS, SequenceHead, member_logits, sequence_inputs
+
+    monkeypatch.setattr(train_sequence, "EPOCHS", 2)
+    monkeypatch.setattr(train_sequence, "SEEDS", (0, 1))
+    rng = np.random.default_rng(0)
+    emb = [rng.normal(size=(n, 384)).astype(np.float32) for n in (3, 5, 1, 6)]
+    logp = [np.log(rng.dirichlet(np.ones(7), size=len(e))) for e in emb]
+    y = rng.integers(0, 7, size=sum(len(e) for e in emb))
+    head = train_sequence.fit_sequence_head(emb, logp, y, dropout=0.5)
+    assert len(head.members) == 2 and head.kind == "gru"
+    m = head.members[0]
+    gru = torch.nn.GRU(64, 64, batch_first=True, bidirectional=True)
+    gru.load_state_dict({k.removeprefix("gru."): torch.from_numpy(v) for k, v in m.items() if "gru." in k})
+    x = sequence_inputs(emb[1], logp[1])
+    proj = np.tanh(x @ m["proj.weight"].T + m["proj.bias"])
+    with torch.inference_mode():
+        states = gru(torch.from_numpy(proj)[None])[0][0].numpy()
+    expected = np.hstack([states, proj]) @ m["out.weight"].T + m["out.bias"]
+    np.testing.assert_allclose(member_logits(m, x), expected, atol=1e-5)
+    # a phrase's score depends on the phrases after it (the backward GRU), not only before
+    early = head.predict_proba(emb[1][:3], logp[1][:3])
+    assert not np.allclose(early, head.predict_proba(emb[1], logp[1])[:3])
+    # a talk longer than ``span`` is read in windows of ``span`` phrases centred on each phrase
+    short = SequenceHead(head.members, span=3)
+    x6 = sequence_inputs(emb[3], logp[3])
+    windowed = short.logits(emb[3], logp[3])
+    for i, first in ((0, 0), (3, 2), (5, 3)):
+        zs = [member_logits(mm, x6[first : first + 3]).astype(np.float64) for mm in head.members]
+        alone = np.mean([z - np.log(np.exp(z).sum(1, keepdims=True)) for z in zs], axis=0)
+        np.testing.assert_allclose(windowed[i], alone[i - first], atol=1e-5)
+    whole = SequenceHead(head.members, span=6).logits(emb[3], logp[3])
+    np.testing.assert_allclose(head.logits(emb[3], logp[3]), whole)
+    with pytest.raises(ValueError, match="span"):
+        SequenceHead(head.members, span=0)
+    warm = SequenceHead(head.members, temperature=2.0)
+    warm.save(tmp_path / "seq.npz")
+    again = load_context_head(tmp_path / "seq.npz")
+    assert isinstance(again, SequenceHead) and again.temperature == 2.0
+    np.testing.assert_allclose(again.predict_proba(emb[3], logp[3]), warm.predict_proba(emb[3], logp[3]))
+    np.testing.assert_allclose(warm.predict_proba(emb[3], logp[3]).sum(1), 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SequenceHead(head.members, temperature=0.0)
+    with pytest.raises(ValueError, match="lacks"):
+        SequenceHead(({k: v for k, v in m.items() if k != PARAMS[0]},))
+    with pytest.raises(ValueError, match="inputs per phrase"):
+        head.logits(emb[0][:, :100], logp[0])
 
 
 def test_context_settles_what_a_phrase_alone_cannot(embedded: EmbeddedClassifier) -> None:
@@ -303,21 +371,22 @@ def _labels(passages: list[Passage]) -> np.ndarray:
 @pytest.mark.slow  # embeds ~300 held-out sentences
 def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.785 in context vs 0.563 alone, out-of-style 0.738 vs 0.493; ambiguous sentences
-    0.73 vs 0.47 and 0.65 vs 0.29; ECE 0.063 and 0.078; greetings 100 % and 96 % neutral or joy)."""
+    test macro-F1 0.835 in context vs 0.563 alone, out-of-style 0.890 vs 0.493; ambiguous sentences
+    0.78 vs 0.47 and 0.83 vs 0.29; ECE 0.036 and 0.069; greetings 97 % and 100 % neutral or joy). The
+    floors fail on the previous round's regression context head (0.785 and 0.738)."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor in (("test", 0.74), ("style", 0.71)):
+    for split, floor in (("test", 0.80), ("style", 0.85)):
         passages, alone, ctx = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
-        assert macro(y, ctx) >= macro(y, alone) + 0.15, split
+        assert macro(y, ctx) >= macro(y, alone) + 0.25, split
         ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
-        assert gain >= 0.20, (split, gain)
+        assert gain >= 0.28, (split, gain)
         assert ece(ctx, y)[0] <= 0.08, split
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
@@ -461,14 +530,7 @@ def test_transformers_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     "passage_id",
     [
         "t-fence",
-        pytest.param(
-            "t-greeting-angry",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known miss (README): the complaint reads as sadness/neutral at confidence 0.31-0.39, "
-                "so the timeline stays neutral",
-            ),
-        ),
+        "t-greeting-angry",
     ],
 )
 def test_spoken_passage_gets_every_part_right(tmp_path: Path, passage_id: str) -> None:
