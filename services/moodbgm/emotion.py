@@ -31,7 +31,7 @@ from .errors import InputError, ModelNotFoundError
 from .types import EMOTIONS, EmotionScores, Phrase, Transcript
 
 if TYPE_CHECKING:
-    from .emotion_sequence import SequenceHead
+    from .emotion_sequence import PooledHead, SequenceHead
 
 log = logging.getLogger(__name__)
 
@@ -370,9 +370,10 @@ def default_context_path() -> Path:
     return Path(str(resources.files("moodbgm") / "data" / "emotion_context.npz"))
 
 
-def load_context_head(path: Path) -> ContextHead | SequenceHead:
-    """The context head saved at ``path``: a ``SequenceHead`` (kind ``gru``) or a ``ContextHead``."""
-    from .emotion_sequence import SequenceHead
+def load_context_head(path: Path) -> ContextHead | SequenceHead | PooledHead:
+    """The context head saved at ``path``: a ``PooledHead`` (kind ``pool``), a ``SequenceHead``
+    (``gru``) or a ``ContextHead``."""
+    from .emotion_sequence import PooledHead, SequenceHead
 
     if not Path(path).is_file():
         raise ModelNotFoundError(
@@ -380,6 +381,8 @@ def load_context_head(path: Path) -> ContextHead | SequenceHead:
         )
     with np.load(path, allow_pickle=False) as z:
         kind = str(z["kind"])
+    if kind == "pool":
+        return PooledHead.load(path)
     return SequenceHead.load(path) if kind == "gru" else ContextHead.load(path)
 
 
@@ -398,7 +401,7 @@ class EmbeddedClassifier:
         self,
         encoder: SentenceEncoder,
         head: LinearHead,
-        context: ContextHead | SequenceHead | None = None,
+        context: ContextHead | SequenceHead | PooledHead | None = None,
     ) -> None:
         if head.weight.shape[0] != encoder.dim:
             raise ValueError(f"head expects {head.weight.shape[0]}-d embeddings, encoder gives {encoder.dim}")

@@ -5,10 +5,14 @@ flags (opens / closes the talk). A linear layer with tanh projects that to ``pro
 reads the projections forwards and another backwards; a linear layer maps both GRU states and the
 projection to seven logits. ``SequenceHead`` averages the log-softmax of several such members (trained
 from different seeds by ``services/devtools/train_sequence.py``) and divides by ``temperature``.
-Training passages are at most ``SPAN`` phrases long, and on a longer talk the GRUs drift (on the demo
-script's 21 lines read whole, 13 emotional lines came out neutral): a longer talk is read in windows of
-``SPAN`` phrases, each phrase scored in the window centred on it (its flags still mark only the talk's
-true first and last phrase).
+It is trained on passages alone and joined into long talks of up to ``SPAN`` phrases
+(``services/devtools/train_sequence.py``); a talk up to ``SPAN`` phrases is read whole, a longer one
+in windows of ``SPAN`` phrases, each phrase scored in the window centred on it (its flags still mark
+only the talk's true first and last phrase), so the GRUs never run longer than in training.
+
+``PooledHead`` is what ships: a log-linear pool of that ensemble, the regression ``ContextHead`` and the
+phrase head's own log-probabilities, weights fitted by likelihood on cross-fitted logits, so strong
+evidence in a phrase itself is never washed out by its neighbours.
 Parameters follow PyTorch's layout (``torch.nn.GRU``: gates ordered reset, update, new).
 """
 
@@ -16,14 +20,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ModelNotFoundError
 from .types import EMOTIONS
 
-SPAN = 7  # the longest training passage: a talk up to this long is read whole, as in training
+if TYPE_CHECKING:
+    from .emotion import ContextHead
+
+SPAN = 40  # the longest training talk: a talk up to this long is read whole, as in training
 PARAMS = (
     "proj.weight", "proj.bias", "out.weight", "out.bias",
     "gru.weight_ih_l0", "gru.weight_hh_l0", "gru.bias_ih_l0", "gru.bias_hh_l0",
@@ -137,6 +144,75 @@ class SequenceHead:
                 f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
             )
         with np.load(path, allow_pickle=False) as z:
-            n = len({k.split("/")[0] for k in z.files if k.startswith("m") and "/" in k})
-            members = tuple({k: z[f"m{i}/{k}"].astype(np.float32) for k in PARAMS} for i in range(n))
-            return cls(members, float(z["temperature"]), str(z["kind"]))
+            return cls(_members(z), float(z["temperature"]), str(z["kind"]))
+
+
+def _members(z: Any, prefix: str = "") -> tuple[dict[str, np.ndarray], ...]:
+    n = len({k[len(prefix) :].split("/")[0] for k in z.files if k.startswith(prefix + "m") and "/" in k})
+    return tuple({k: z[f"{prefix}m{i}/{k}"].astype(np.float32) for k in PARAMS} for i in range(n))
+
+
+REGRESSION_FIELDS = ("weight", "bias", "decay", "window", "prior")
+
+
+@dataclass(frozen=True)
+class PooledHead:
+    """``weights[0] * sequence + weights[1] * regression + weights[2] * phrase`` log-probabilities,
+    divided by ``temperature``: a product of experts (see the module docstring)."""
+
+    sequence: SequenceHead
+    regression: ContextHead
+    weights: tuple[float, float, float]
+    temperature: float = 1.0
+    kind: str = "pool"
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != 3 or not all(np.isfinite(w) and w >= 0 for w in self.weights):
+            raise ValueError(f"pooled head: need three weights >= 0, got {self.weights}")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"pooled head: temperature must be > 0, got {self.temperature}")
+        if self.regression.kind == "hmm" or self.regression.stay > 0:
+            raise ValueError("pooled head: the regression must be an unsmoothed regression")
+
+    def logits(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits ``(n, 7)`` for one talk."""
+        if not len(logp):
+            return np.zeros((0, len(EMOTIONS)))
+        parts = (self.sequence.logits(emb, logp), _log_softmax(self.regression.logits(emb, logp)), logp)
+        return np.asarray(sum(w * p for w, p in zip(self.weights, parts, strict=True)))
+
+    def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        return np.exp(_log_softmax(self.logits(emb, logp) / self.temperature))
+
+    def save(self, path: Path, **meta: Any) -> None:
+        from .emotion import _save_npz
+
+        r = self.regression
+        seq = {f"seq/m{i}/{k}": m[k] for i, m in enumerate(self.sequence.members) for k in PARAMS}
+        _save_npz(
+            path,
+            kind=np.array(self.kind),
+            temperature=np.float64(self.temperature),
+            weights=np.array(self.weights, dtype=np.float64),
+            **{"seq/span": np.int64(self.sequence.span), "reg/kind": np.array(r.kind)},
+            **{f"reg/{k}": np.asarray(getattr(r, k)) for k in REGRESSION_FIELDS if getattr(r, k) is not None},
+            **seq,
+            **meta,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> PooledHead:
+        from .emotion import ContextHead
+
+        with np.load(path, allow_pickle=False) as z:
+            regression = ContextHead(
+                kind=str(z["reg/kind"]),
+                weight=z["reg/weight"].astype(np.float64),
+                bias=z["reg/bias"].astype(np.float64),
+                decay=float(z["reg/decay"]),
+                window=int(z["reg/window"]),
+                prior=z["reg/prior"].astype(np.float64) if "reg/prior" in z else None,
+            )
+            sequence = SequenceHead(_members(z, "seq/"), span=int(z["seq/span"]))
+            w = tuple(float(x) for x in z["weights"])
+            return cls(sequence, regression, (w[0], w[1], w[2]), float(z["temperature"]))
