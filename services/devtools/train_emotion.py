@@ -53,13 +53,16 @@ sys.path.insert(0, str(ROOT / "services"))
 from devtools.emotion_talks import (  # noqa: E402
     LONG_TALK,
     cross_fitted_pool,
-    fit_pool_weights,
     join_talks,
+    pool,
+    rank_pool_weights,
+    sample_parts,
 )
 from devtools.train_sequence import fit_sequence_head  # noqa: E402
 from moodbgm.emotion import (  # noqa: E402
     ENCODER_NAME,
     ContextHead,
+    EmbeddedClassifier,
     LinearHead,
     SentenceEncoder,
     context_features,
@@ -280,15 +283,31 @@ def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> Co
     )
 
 
-def fit_final(fit: Encoded, choice: Choice, temperature: float) -> ContextHead | SequenceHead | PooledHead:
-    """The chosen head fitted on all the fitting passages, with its cross-fitted temperature."""
+def fit_final(
+    fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
+) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
+    """The chosen head fitted on all the fitting passages, with a temperature fitted on its out-of-fold
+    logits (both readings), and a record of the choice. A pool takes the best-ranked weights that keep
+    every part of the demo and storm samples' transcripts (``sample_parts``) in the timeline."""
     heads = [_fit_context(fit, *m) for m in choice.members]
-    if choice.pool_weights is None:
-        return dataclasses.replace(heads[0], temperature=temperature)
+    y2 = np.concatenate([fit.y, fit.y])
+    if not choice.pool_ranking:
+        t = fit_temperature(np.vstack([choice.oof, choice.long_oof]), y2)
+        return dataclasses.replace(heads[0], temperature=t), {"temperature": t}
     sequence, regression = heads
     if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
         raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
-    return PooledHead(sequence, regression, choice.pool_weights, temperature)
+    record: dict[str, Any] = {"tried": []}
+    for rank, w in enumerate(choice.pool_ranking):
+        t = fit_temperature(pool(w, choice.pool_parts), y2)
+        head = PooledHead(sequence, regression, w, t)
+        parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
+        ok = all(want == got for want, got in parts.values())
+        record["tried"].append({"weights": w, "rank": rank, "samples_keep_every_part": ok, "samples": parts})
+        log.info("pool weights %s (rank %d), temperature %.3f: samples %s", w, rank, t, parts)
+        if ok:
+            return head, {**record, "weights": w, "temperature": t}
+    raise SystemExit("no pool weights keep every part of the sample transcripts; see the log")
 
 
 def _softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -316,7 +335,8 @@ class Choice:
     oof: np.ndarray
     long_oof: np.ndarray  # the same rows, the held-out passages read joined into long talks
     members: tuple[tuple[str, float, float], ...]  # the candidate, or the pool's GRU and regression
-    pool_weights: tuple[float, float, float] | None  # fitted on all out-of-fold logits, when POOL won
+    pool_ranking: tuple[tuple[float, float, float], ...]  # POOL_GRID ranked on all out-of-fold rows
+    pool_parts: tuple[np.ndarray, ...]  # the pooled parts' out-of-fold logits, alone then in talks
 
 
 def candidate_name(kind: str, decay: float, value: float) -> str:
@@ -360,18 +380,19 @@ def choose_context(train: Encoded) -> Choice:
 
     parts = (best_of(("gru",)), best_of(("both", "full", "emb", "prob")))
     both = [np.vstack(oof[n]) for n in parts] + [np.vstack([phrase, phrase])]  # alone, then in talks
-    pooled = cross_fitted_pool(both, np.concatenate([y, y]), [np.concatenate([r, r + len(y)]) for r in rows])
+    yy, rows2 = np.concatenate([y, y]), [np.concatenate([r, r + len(y)]) for r in rows]
+    pooled = cross_fitted_pool(both, yy, rows2)
     oof[POOL] = (pooled[: len(y)], pooled[len(y) :])
     scores = {n: f1(a) for n, (a, _) in oof.items()}
     long_scores = {n: f1(j) for n, (_, j) in oof.items()}
     log.info("context %-24s cv macro-F1 %.4f, in long talks %.4f", POOL, scores[POOL], long_scores[POOL])
     best = max(scores, key=lambda n: scores[n] + long_scores[n])  # real transcripts are long talks
     if best != POOL:
-        return Choice(best, scores, long_scores, *oof[best], (cands[best],), None)
-    w = fit_pool_weights(both, np.concatenate([y, y]))
-    log.info("pool of %s, weights %s", parts, w)
+        return Choice(best, scores, long_scores, *oof[best], (cands[best],), (), ())
+    ranking = tuple(rank_pool_weights(both, yy, rows2))
+    log.info("pool of %s, weights ranked %s", parts, ranking[:5])
     members = (cands[parts[0]], cands[parts[1]])
-    return Choice(best, scores, long_scores, *oof[best], members, (w[0], w[1], w[2]))
+    return Choice(best, scores, long_scores, *oof[best], members, ranking, tuple(both))
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -514,6 +535,10 @@ class CachedEncoder:
             with np.load(cache, allow_pickle=False) as z:
                 self.memo = dict(zip((str(t) for t in z["texts"]), z["emb"], strict=True))
 
+    def sentence_encoder(self) -> SentenceEncoder:
+        self._encoder = self._encoder or SentenceEncoder()
+        return self._encoder
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         missing = sorted({t for t in texts if t not in self.memo})
         if missing:
@@ -583,8 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     enc = {s: encode_passages(encoder, head, ps) for s, ps in by_split.items()}
     fit = encode_passages(encoder, head, fitting)
     choice = choose_context(fit)
-    ctx_t = fit_temperature(np.vstack([choice.oof, choice.long_oof]), np.concatenate([fit.y, fit.y]))
-    context = fit_final(fit, choice, ctx_t)
+    context, pool_record = fit_final(fit, choice, encoder, head)
+    ctx_t = context.temperature
     log.info("context head: %s, temperature %.3f", choice.name, ctx_t)
 
     # 3. evaluation on the held-out passages, alone and joined into long talks (of ~LONG_TALK
@@ -605,7 +630,12 @@ def main(argv: list[str] | None = None) -> int:
                 "ece": round(ece(ctx, talks.y)[0], 4),
             }
     thresholds = {
-        "fitting (out-of-fold)": threshold_table(_softmax_t(choice.oof, ctx_t), fit.y),
+        "fitting (out-of-fold)": threshold_table(
+            _softmax_t(pool(context.weights, [p[: len(fit.y)] for p in choice.pool_parts]), ctx_t)
+            if isinstance(context, PooledHead)
+            else _softmax_t(choice.oof, ctx_t),
+            fit.y,
+        ),
         "test": threshold_table(probs["test"][1], enc["test"].y),
     }
     reliability_diagram(
@@ -631,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
             "kind": context.kind,
             "chosen": choice.name,
             "members": [candidate_name(*m) for m in choice.members],
-            "pool_weights": choice.pool_weights,
+            "pool": pool_record,
             "window": WINDOW,
             "span": SPAN,
             "long_talk": LONG_TALK,
