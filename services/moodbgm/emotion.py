@@ -393,8 +393,8 @@ class EmbeddedClassifier:
     """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough.
 
     ``classify`` scores each text alone; ``classify_sequence`` scores the phrases of one talk in order,
-    each with its neighbours (``ContextHead``). Empty texts get ``EMPTY_TEXT_SCORES`` and are left out
-    of their neighbours' context.
+    each with its neighbours (the shipped context head is a ``PooledHead``, ``emotion_sequence.py``).
+    Empty texts get ``EMPTY_TEXT_SCORES`` and are left out of their neighbours' context.
     """
 
     def __init__(
