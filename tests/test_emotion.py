@@ -11,6 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.emotion_talks import (
+    POOL_GRID,
+    cross_fitted_pool,
+    pool,
+    rank_pool_weights,
+    sample_parts,
+    talk_groups,
+)
 from devtools.train_emotion import Passage, ece, load_passages
 from moodbgm.emotion import (
     EMPTY_TEXT_SCORES,
@@ -21,6 +29,7 @@ from moodbgm.emotion import (
     classify_transcript,
     default_context_path,
     default_head_path,
+    load_context_head,
     map_labels,
     topic_mean,
     window_mean,
@@ -222,9 +231,11 @@ def test_hmm_without_stickiness_returns_the_emissions() -> None:
 
 
 def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
-    head = ContextHead.load(default_context_path())
+    rng = np.random.default_rng(0)
+    head = ContextHead("both", rng.normal(size=(10, 7)), rng.normal(size=7), window=3, temperature=1.2)
     head.save(tmp_path / "ctx.npz")
-    again = ContextHead.load(tmp_path / "ctx.npz")
+    again = load_context_head(tmp_path / "ctx.npz")
+    assert isinstance(again, ContextHead)
     assert (again.kind, again.decay, again.window, again.stay, again.temperature) == (
         head.kind, head.decay, head.window, head.stay, head.temperature
     )  # fmt: skip
@@ -236,6 +247,113 @@ def test_context_head_round_trip_and_validation(tmp_path: Path) -> None:
         ContextHead(head.kind, head.weight, head.bias, temperature=0.0)
     with pytest.raises(ModelNotFoundError, match="train_emotion"):
         ContextHead.load(tmp_path / "missing.npz")
+    with pytest.raises(ModelNotFoundError, match="train_emotion"):
+        load_context_head(tmp_path / "missing.npz")
+
+
+def test_shipped_context_head_is_the_one_cross_validation_chose() -> None:
+    metrics = json.loads((DATA / "emotion_metrics.json").read_text())
+    head = load_context_head(default_context_path())
+    assert head.kind == metrics["context_head"]["kind"]
+    assert head.temperature == pytest.approx(metrics["context_head"]["temperature"], abs=1e-4)
+    assert default_context_path().stat().st_size < 2_000_000
+
+
+def test_sequence_head_runs_the_torch_network_in_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The numpy GRU gives the logits of the trained PyTorch network; the ensemble round-trips."""
+    import torch
+
+    from devtools import train_sequence
+    from moodbgm.emotion_sequence import PARAMS, SequenceHead, member_logits, sequence_inputs
+
+    monkeypatch.setattr(train_sequence, "EPOCHS", 2)
+    monkeypatch.setattr(train_sequence, "SEEDS", (0, 1))
+    rng = np.random.default_rng(0)
+    emb = [rng.normal(size=(n, 384)).astype(np.float32) for n in (3, 5, 1, 6)]
+    logp = [np.log(rng.dirichlet(np.ones(7), size=len(e))) for e in emb]
+    y = rng.integers(0, 7, size=sum(len(e) for e in emb))
+    head = train_sequence.fit_sequence_head(emb, logp, y, dropout=0.5)
+    assert len(head.members) == 2 and head.kind == "gru"
+    m = head.members[0]
+    gru = torch.nn.GRU(64, 64, batch_first=True, bidirectional=True)
+    gru.load_state_dict({k.removeprefix("gru."): torch.from_numpy(v) for k, v in m.items() if "gru." in k})
+    x = sequence_inputs(emb[1], logp[1])
+    proj = np.tanh(x @ m["proj.weight"].T + m["proj.bias"])
+    with torch.inference_mode():
+        states = gru(torch.from_numpy(proj)[None])[0][0].numpy()
+    expected = np.hstack([states, proj]) @ m["out.weight"].T + m["out.bias"]
+    np.testing.assert_allclose(member_logits(m, x), expected, atol=1e-5)
+    # a phrase's score depends on the phrases after it (the backward GRU), not only before
+    early = head.predict_proba(emb[1][:3], logp[1][:3])
+    assert not np.allclose(early, head.predict_proba(emb[1], logp[1])[:3])
+    # a talk longer than ``span`` is read in windows of ``span`` phrases centred on each phrase
+    short = SequenceHead(head.members, span=3)
+    x6 = sequence_inputs(emb[3], logp[3])
+    windowed = short.logits(emb[3], logp[3])
+    for i, first in ((0, 0), (3, 2), (5, 3)):
+        zs = [member_logits(mm, x6[first : first + 3]).astype(np.float64) for mm in head.members]
+        alone = np.mean([z - np.log(np.exp(z).sum(1, keepdims=True)) for z in zs], axis=0)
+        np.testing.assert_allclose(windowed[i], alone[i - first], atol=1e-5)
+    whole = SequenceHead(head.members, span=6).logits(emb[3], logp[3])
+    np.testing.assert_allclose(head.logits(emb[3], logp[3]), whole)
+    with pytest.raises(ValueError, match="span"):
+        SequenceHead(head.members, span=0)
+    warm = SequenceHead(head.members, temperature=2.0)
+    warm.save(tmp_path / "seq.npz")
+    again = load_context_head(tmp_path / "seq.npz")
+    assert isinstance(again, SequenceHead) and again.temperature == 2.0
+    np.testing.assert_allclose(again.predict_proba(emb[3], logp[3]), warm.predict_proba(emb[3], logp[3]))
+    np.testing.assert_allclose(warm.predict_proba(emb[3], logp[3]).sum(1), 1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SequenceHead(head.members, temperature=0.0)
+    with pytest.raises(ValueError, match="lacks"):
+        SequenceHead(({k: v for k, v in m.items() if k != PARAMS[0]},))
+    with pytest.raises(ValueError, match="inputs per phrase"):
+        head.logits(emb[0][:, :100], logp[0])
+
+
+def test_long_talks_join_passages_into_talks_of_the_training_lengths() -> None:
+    from devtools.train_sequence import TALK_LENGTHS, long_talks
+
+    lengths = [3, 7, 5, 6, 4, 2, 7, 5] * 10
+    talks = long_talks(lengths, np.random.default_rng(0), repeats=2)
+    assert sorted(i for t in talks for i in t) == sorted(list(range(len(lengths))) * 2)
+    sizes = [sum(lengths[i] for i in t) for t in talks]
+    assert all(TALK_LENGTHS[0] <= n < TALK_LENGTHS[1] + max(lengths) for n in sizes[:-1])
+    assert talk_groups([10, 10, 10, 10, 10, 10, 10], 30) == [[0, 1, 2], [3, 4, 5, 6]]  # no 10-long tail
+    assert talk_groups([10, 25, 10, 20], 30) == [[0, 1], [2, 3]]
+    assert talk_groups([5], 30) == [[0]] and talk_groups([], 30) == []
+
+
+def test_pooled_head_is_the_weighted_sum_of_its_parts(tmp_path: Path) -> None:
+    """The shipped kind: the GRU ensemble, the regression and the phrase head pooled log-linearly."""
+    from moodbgm.emotion_sequence import PooledHead
+
+    head = load_context_head(default_context_path())
+    assert isinstance(head, PooledHead)
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(9, 384)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    logp = np.log(rng.dirichlet(np.ones(7), size=9))
+    parts = [head.sequence.logits(emb, logp), head.regression.logits(emb, logp), logp]
+    expected = np.exp(pool(head.weights, parts) / head.temperature)
+    np.testing.assert_allclose(head.predict_proba(emb, logp), expected / expected.sum(1, keepdims=True))
+    head.save(tmp_path / "pool.npz")
+    again = load_context_head(tmp_path / "pool.npz")
+    np.testing.assert_allclose(again.predict_proba(emb, logp), head.predict_proba(emb, logp))
+    assert head.predict_proba(emb[:0], logp[:0]).shape == (0, 7)
+    with pytest.raises(ValueError, match="weights"):
+        PooledHead(head.sequence, head.regression, (1.0, -1.0, 0.0))
+    # the weights are ranked by macro-F1: the best of the grid pools the informative part, not noise
+    y = rng.integers(0, 7, size=400)
+    good = np.eye(7)[y] * 3.0 + rng.normal(size=(400, 7))
+    noise = rng.normal(size=(400, 7)) * 3.0
+    rows = [np.arange(0, 200), np.arange(200, 400)]
+    ranked = rank_pool_weights([good, noise, noise], y, rows)
+    assert sorted(ranked) == sorted(POOL_GRID) and ranked[0][1:] == (0.0, 0.0)
+    assert cross_fitted_pool([good, noise, noise], y, rows).shape == (400, 7)
 
 
 def test_context_settles_what_a_phrase_alone_cannot(embedded: EmbeddedClassifier) -> None:
@@ -265,6 +383,19 @@ def test_sequence_skips_empty_phrases(embedded: EmbeddedClassifier) -> None:
     assert embedded.classify_sequence([]) == []
 
 
+def test_sample_scripts_keep_every_part(embedded: EmbeddedClassifier) -> None:
+    """The pipeline's real STT transcripts of ``samples/demo.mp4`` (23 phrases) and ``samples/storm.mp4``
+    (18), each one long talk, scored in context and planned with the default options and the videos'
+    scene cuts: every part of the script has its emotion in the timeline, in order (``make bench-music``
+    relies on the demo's seven sections). The GRU head reverted in 7b1e9f0 lost the demo's anger part
+    ("I am furious." read neutral 0.41)."""
+    parts = sample_parts(embedded)
+    assert parts["demo"][0] == ["neutral", "joy", "surprise", "fear", "sadness", "anger", "joy"]
+    assert parts["storm"][0] == ["sadness", "fear", "anger", "neutral", "surprise", "joy"]
+    for name, (want, got) in parts.items():
+        assert got == want, name
+
+
 def test_other_languages_stay_neutral_with_a_warning(embedded: EmbeddedClassifier) -> None:
     phrases = (Phrase(0.0, 2.0, "Ich bin so wütend auf dich!"), Phrase(2.5, 4.0, "Das ist unglaublich."))
     german = classify_transcript(embedded, Transcript("de", phrases))
@@ -284,15 +415,25 @@ def test_ece_of_a_perfectly_calibrated_toy() -> None:
     assert ece(probs, np.zeros(10, dtype=int))[0] == pytest.approx(0.2)
 
 
+LONG_SLACK = 0.03  # joined into long talks, the held-out passages may score at most this much lower
+
+
 @pytest.fixture(scope="module")
-def held_out(embedded: EmbeddedClassifier) -> dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]:
-    """For the test and out-of-style passages: (passages, phrase-alone probs, in-context probs)."""
+def held_out(
+    embedded: EmbeddedClassifier,
+) -> dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]]:
+    """For the test and out-of-style passages: (passages, phrase-alone probs, in-context probs, and
+    in-context probs with the passages joined in order into long talks of >= ``LONG_TALK`` sentences)."""
     out = {}
     for split in ("test", "style"):
         passages = [p for p in load_passages(PASSAGES) if p.split == split]
         alone = np.array([s.scores for p in passages for s in embedded.classify(list(p.texts))])
         ctx = np.array([s.scores for p in passages for s in embedded.classify_sequence(list(p.texts))])
-        out[split] = (passages, alone, ctx)
+        talks = [
+            [t for i in g for t in passages[i].texts] for g in talk_groups([len(p.texts) for p in passages])
+        ]
+        long = np.array([s.scores for talk in talks for s in embedded.classify_sequence(talk)])
+        out[split] = (passages, alone, ctx, long)
     return out
 
 
@@ -301,20 +442,24 @@ def _labels(passages: list[Passage]) -> np.ndarray:
 
 
 @pytest.mark.slow  # embeds ~300 held-out sentences
-def test_held_out_passages(held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray]]) -> None:
+def test_held_out_passages(
+    held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]],
+) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.785 in context vs 0.563 alone, out-of-style 0.738 vs 0.493; ambiguous sentences
-    0.73 vs 0.47 and 0.65 vs 0.29; ECE 0.063 and 0.078; greetings 100 % and 96 % neutral or joy)."""
+    test macro-F1 0.792 in context vs 0.563 alone, out-of-style 0.830 vs 0.493; joined into long talks
+    0.795 and 0.832; ambiguous sentences 0.73 vs 0.47 and 0.77 vs 0.29; ECE 0.066 and 0.043; greetings
+    100 % neutral or joy in both). The issue's done-when asks for >= 10 points on the ambiguous ones."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor in (("test", 0.74), ("style", 0.71)):
-        passages, alone, ctx = held_out[split]
+    for split, floor in (("test", 0.78), ("style", 0.81)):
+        passages, alone, ctx, long = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
-        assert macro(y, ctx) >= macro(y, alone) + 0.15, split
+        assert macro(y, long) >= macro(y, ctx) - LONG_SLACK, (split, macro(y, long))  # real talks are long
+        assert macro(y, ctx) >= macro(y, alone) + 0.20, split
         ambiguous = np.array(["ambiguous" in t for p in passages for t in p.tags])
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
         assert gain >= 0.20, (split, gain)
@@ -465,8 +610,8 @@ def test_transformers_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             "t-greeting-angry",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="known miss (README): the complaint reads as sadness/neutral at confidence 0.31-0.39, "
-                "so the timeline stays neutral",
+                reason="known miss (README): with the pooled head the complaint reads as neutral, sadness "
+                "0.31 and surprise 0.37, so the timeline stays neutral (the reverted GRU head passed it)",
             ),
         ),
     ],

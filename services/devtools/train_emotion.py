@@ -11,14 +11,19 @@ Two hand-written corpora in ``services/moodbgm/data/``:
 * ``emotion_passages.txt``: multi-sentence passages with a label per sentence (format in its header),
   split by whole passage into train / calib / test / style (style: held-out passages in transcribed-
   speech style). train + calib are the *fitting* passages. The *context head* is chosen among
-  ``CONTEXT_KINDS`` x decay x C (HMM: x stay; the grid is ``CONTEXT_GRID``) by
-  5-fold cross-validation grouped by passage on the fitting passages (macro-F1), then fitted on them.
+  ``CONTEXT_KINDS`` x decay x C (HMM: x stay; the grid is ``CONTEXT_GRID``) and the bidirectional-GRU
+  ensemble (``SequenceHead``, fitted by ``train_sequence.py`` on the passages alone and joined into
+  long talks; x ``SEQUENCE_DROPOUTS``) and ``POOL`` (the best GRU and regression pooled with the phrase
+  head, ``PooledHead``) by 5-fold cross-validation grouped by passage on the fitting passages: the mean
+  macro-F1 of the held-out folds read passage by passage and joined into long talks (``join_talks``),
+  as real transcripts are. The winner is then fitted on all fitting passages.
 
 Calibration: one temperature for each head, fitted by negative log-likelihood on held-out predictions:
 the phrase head's on the fitting passages' sentences (which it never saw), the context head's on the
-out-of-fold logits of that cross-validation (cross-fitting: every fitting sentence is scored by a model
-that did not see its passage). Evaluation on the test and
-style passages: macro-F1 and accuracy of both heads, on all sentences and on those marked "ambiguous
+out-of-fold logits of that cross-validation, both readings (cross-fitting: every fitting sentence is
+scored by a model that did not see its passage). Evaluation on the test and style passages, each
+passage alone and the passages joined in file order into talks of ``LONG_TALK`` sentences and into
+one talk per split: macro-F1 and accuracy of both heads, on all sentences and on those marked "ambiguous
 alone" (``*``), expected calibration error (10 equal-width bins), greetings/small talk read as neutral
 or joy, and the accuracy of decisive phrases above each confidence threshold. Writes
 ``data/emotion_head.npz``, ``data/emotion_context.npz``, ``data/emotion_metrics.json`` and the
@@ -45,13 +50,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services"))
 
+from devtools.emotion_talks import (  # noqa: E402
+    LONG_TALK,
+    cross_fitted_pool,
+    join_talks,
+    pool,
+    rank_pool_weights,
+    sample_parts,
+)
+from devtools.train_sequence import fit_sequence_head  # noqa: E402
 from moodbgm.emotion import (  # noqa: E402
     ENCODER_NAME,
     ContextHead,
+    EmbeddedClassifier,
     LinearHead,
     SentenceEncoder,
     context_features,
 )
+from moodbgm.emotion_sequence import SPAN, PooledHead, SequenceHead  # noqa: E402
 from moodbgm.files import write_json  # noqa: E402
 from moodbgm.types import EMOTIONS  # noqa: E402
 
@@ -59,13 +75,14 @@ DATA = ROOT / "services" / "moodbgm" / "data"
 DIAGRAM = ROOT / "docs" / "emotion-reliability.png"
 SEED = 0
 C_GRID = (1.0, 2.0, 4.0)
-CONTEXT_GRID = {  # kind: (decays, Cs); each regression is also tried smoothed by an HMM (SMOOTH_STAYS)
-    "both": ((0.5,), (4.0, 8.0)),
-    "full": ((0.5,), (4.0,)),
+CONTEXT_GRID = {  # kind: (decays, Cs)
+    # C 8 and the topic features ("full", decay 0.5, C 4) never beat this in earlier rounds (README).
+    "both": ((0.5,), (4.0,)),
 }
+SEQUENCE_DROPOUTS = (0.5,)  # the bidirectional GRU ensemble (train_sequence.py); 0.3 scored 0.68 vs 0.70
 WINDOW = 3
 STAYS = (0.5, 0.7)  # the plain HMM over phrase-head probabilities
-SMOOTH_STAYS = (0.0,)  # 0.3 scored 0.701 vs 0.699 in CV but merged short sections (demo arc lost anger)
+POOL = "pool gru+regression+phrase"  # the best GRU and regression pooled with the phrase head
 NEAR_DUPLICATE = 0.95
 MIN_PER_LABEL = 250
 MIN_TEST_FRACTION = 0.20
@@ -243,9 +260,11 @@ def _prior(data: Encoded) -> np.ndarray:
     return np.asarray(prior / prior.sum())
 
 
-def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> ContextHead:
+def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> ContextHead | SequenceHead:
     from sklearn.linear_model import LogisticRegression
 
+    if kind == "gru":
+        return fit_sequence_head(data.emb, data.logp, data.y, dropout=c_or_stay)
     if kind == "hmm":
         return ContextHead("hmm", np.zeros((0, len(EMOTIONS))), _prior(data), stay=c_or_stay)
     x = np.vstack(
@@ -264,8 +283,31 @@ def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> Co
     )
 
 
-def _smoothed(head: ContextHead, stay: float) -> ContextHead:
-    return dataclasses.replace(head, stay=stay) if head.kind != "hmm" else head
+def fit_final(
+    fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
+) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
+    """The chosen head fitted on all the fitting passages, with a temperature fitted on its out-of-fold
+    logits (both readings), and a record of the choice. A pool takes the best-ranked weights that keep
+    every part of the demo and storm samples' transcripts (``sample_parts``) in the timeline."""
+    heads = [_fit_context(fit, *m) for m in choice.members]
+    y2 = np.concatenate([fit.y, fit.y])
+    if not choice.pool_ranking:
+        t = fit_temperature(np.vstack([choice.oof, choice.long_oof]), y2)
+        return dataclasses.replace(heads[0], temperature=t), {"temperature": t}
+    sequence, regression = heads
+    if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
+        raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
+    record: dict[str, Any] = {"tried": []}
+    for rank, w in enumerate(choice.pool_ranking):
+        t = fit_temperature(pool(w, choice.pool_parts), y2)
+        head = PooledHead(sequence, regression, w, t)
+        parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
+        ok = all(want == got for want, got in parts.values())
+        record["tried"].append({"weights": w, "rank": rank, "samples_keep_every_part": ok, "samples": parts})
+        log.info("pool weights %s (rank %d), temperature %.3f: samples %s", w, rank, t, parts)
+        if ok:
+            return head, {**record, "weights": w, "temperature": t}
+    raise SystemExit("no pool weights keep every part of the sample transcripts; see the log")
 
 
 def _softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -274,50 +316,83 @@ def _softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def context_logits(head: ContextHead, data: Encoded) -> np.ndarray:
+def context_logits(head: ContextHead | SequenceHead | PooledHead, data: Encoded) -> np.ndarray:
     return np.vstack([head.logits(e, lp) for e, lp in zip(data.emb, data.logp, strict=True)])
 
 
 def _candidates() -> list[tuple[str, float, float]]:
     lr = [(k, d, c) for k, (decays, cs) in CONTEXT_GRID.items() for d in decays for c in cs]
-    return lr + [("hmm", 0.0, s) for s in STAYS]
+    return lr + [("gru", 0.0, d) for d in SEQUENCE_DROPOUTS] + [("hmm", 0.0, s) for s in STAYS]
 
 
-def choose_context(
-    train: Encoded,
-) -> tuple[tuple[str, float, float, float], dict[str, float], np.ndarray]:
-    """The candidate (kind, decay, C or stay, smoothing stay) with the best macro-F1 under 5-fold
-    cross-validation grouped by passage, the scores of all candidates, and the best one's out-of-fold
-    logits (for calibration). Each regression is fitted once per fold and scored with every
-    ``SMOOTH_STAYS``."""
+@dataclass(frozen=True)
+class Choice:
+    """What the grouped cross-validation found: the best candidate's name and its out-of-fold logits."""
+
+    name: str
+    scores: dict[str, float]  # macro-F1 on the held-out passages alone
+    long_scores: dict[str, float]  # the same passages joined into long talks (``join_talks``)
+    oof: np.ndarray
+    long_oof: np.ndarray  # the same rows, the held-out passages read joined into long talks
+    members: tuple[tuple[str, float, float], ...]  # the candidate, or the pool's GRU and regression
+    pool_ranking: tuple[tuple[float, float, float], ...]  # POOL_GRID ranked on all out-of-fold rows
+    pool_parts: tuple[np.ndarray, ...]  # the pooled parts' out-of-fold logits, alone then in talks
+
+
+def candidate_name(kind: str, decay: float, value: float) -> str:
+    return {"hmm": f"hmm stay={value:g}", "gru": f"gru dropout={value:g}"}.get(
+        kind, f"{kind} decay={decay:g} C={value:g}"
+    )
+
+
+def choose_context(train: Encoded) -> Choice:
+    """The candidate with the best macro-F1 under 5-fold cross-validation grouped by passage, the mean
+    of its scores on the held-out passages alone and joined into long talks (``join_talks``). One more
+    candidate, ``POOL``: the best GRU, the best regression and the phrase head pooled, its weights fitted
+    on both readings' logits (``emotion_talks.cross_fitted_pool``)."""
     from sklearn.metrics import f1_score
     from sklearn.model_selection import KFold
 
     folds = list(KFold(n_splits=5, shuffle=True, random_state=SEED).split(np.arange(len(train.passages))))
     offsets = np.cumsum([0] + [len(p.texts) for p in train.passages])
     rows = [np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) for _, idx in folds]
-    scores: dict[str, float] = {}
-    best: tuple[tuple[str, float, float, float], float, np.ndarray] | None = None
-    for cand in _candidates():
-        smooth = (0.0,) if cand[0] == "hmm" else SMOOTH_STAYS
-        oof = {s: np.zeros((len(train.y), len(EMOTIONS))) for s in smooth}
-        f1s: dict[float, list[float]] = {s: [] for s in smooth}
+    y = train.y
+
+    def f1(logits: np.ndarray) -> float:
+        return round(float(np.mean([f1_score(y[r], logits[r].argmax(1), average="macro") for r in rows])), 4)
+
+    oof: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (alone, in long talks)
+    cands = {candidate_name(*c): c for c in _candidates()}
+    for cand in cands.values():
+        alone, joined = np.zeros((len(y), len(EMOTIONS))), np.zeros((len(y), len(EMOTIONS)))
         for (fit_idx, val_idx), val_rows in zip(folds, rows, strict=True):
             head = _fit_context(train.subset(fit_idx), *cand)
             val = train.subset(val_idx)
-            for s in smooth:
-                oof[s][val_rows] = context_logits(_smoothed(head, s), val)
-                f1s[s].append(f1_score(val.y, oof[s][val_rows].argmax(1), average="macro"))
-        kind, decay, value = cand
-        for s in smooth:
-            name = f"{kind} stay={value:g}" if kind == "hmm" else f"{kind} decay={decay:g} C={value:g}"
-            name += f" smooth={s:g}" if s else ""
-            scores[name] = round(float(np.mean(f1s[s])), 4)
-            log.info("context %-32s cv macro-F1 %.4f", name, scores[name])
-            if best is None or scores[name] > best[1]:
-                best = ((*cand, s), scores[name], oof[s])
-    assert best is not None
-    return best[0], scores, best[2]
+            alone[val_rows] = context_logits(head, val)
+            joined[val_rows] = context_logits(head, join_talks(val))
+        name = candidate_name(*cand)
+        oof[name] = (alone, joined)
+        log.info("context %-24s cv macro-F1 %.4f, in long talks %.4f", name, f1(alone), f1(joined))
+    phrase = np.vstack(train.logp)
+
+    def best_of(kinds: tuple[str, ...]) -> str:
+        return max((n for n in oof if n.split()[0] in kinds), key=lambda n: f1(oof[n][0]))
+
+    parts = (best_of(("gru",)), best_of(("both", "full", "emb", "prob")))
+    both = [np.vstack(oof[n]) for n in parts] + [np.vstack([phrase, phrase])]  # alone, then in talks
+    yy, rows2 = np.concatenate([y, y]), [np.concatenate([r, r + len(y)]) for r in rows]
+    pooled = cross_fitted_pool(both, yy, rows2)
+    oof[POOL] = (pooled[: len(y)], pooled[len(y) :])
+    scores = {n: f1(a) for n, (a, _) in oof.items()}
+    long_scores = {n: f1(j) for n, (_, j) in oof.items()}
+    log.info("context %-24s cv macro-F1 %.4f, in long talks %.4f", POOL, scores[POOL], long_scores[POOL])
+    best = max(scores, key=lambda n: scores[n] + long_scores[n])  # real transcripts are long talks
+    if best != POOL:
+        return Choice(best, scores, long_scores, *oof[best], (cands[best],), (), ())
+    ranking = tuple(rank_pool_weights(both, yy, rows2))
+    log.info("pool of %s, weights ranked %s", parts, ranking[:5])
+    members = (cands[parts[0]], cands[parts[1]])
+    return Choice(best, scores, long_scores, *oof[best], members, ranking, tuple(both))
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -460,6 +535,10 @@ class CachedEncoder:
             with np.load(cache, allow_pickle=False) as z:
                 self.memo = dict(zip((str(t) for t in z["texts"]), z["emb"], strict=True))
 
+    def sentence_encoder(self) -> SentenceEncoder:
+        self._encoder = self._encoder or SentenceEncoder()
+        return self._encoder
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         missing = sorted({t for t in texts if t not in self.memo})
         if missing:
@@ -528,19 +607,35 @@ def main(argv: list[str] | None = None) -> int:
     #    from the same folds' out-of-fold logits (cross-fitted calibration), then fitted on them all
     enc = {s: encode_passages(encoder, head, ps) for s, ps in by_split.items()}
     fit = encode_passages(encoder, head, fitting)
-    best, context_cv, oof = choose_context(fit)
-    ctx_t = fit_temperature(oof, fit.y)
-    context = dataclasses.replace(_smoothed(_fit_context(fit, *best[:3]), best[3]), temperature=ctx_t)
-    log.info("context head: %s, temperature %.3f", best, ctx_t)
+    choice = choose_context(fit)
+    context, pool_record = fit_final(fit, choice, encoder, head)
+    ctx_t = context.temperature
+    log.info("context head: %s, temperature %.3f", choice.name, ctx_t)
 
-    # 3. evaluation on the held-out passages
-    probs = {
-        s: (np.exp(np.vstack(enc[s].logp)), _softmax_t(context_logits(context, enc[s]), ctx_t))
-        for s in SPLITS
-    }
+    # 3. evaluation on the held-out passages, alone and joined into long talks (of ~LONG_TALK
+    #    sentences, and the whole split as one talk: longer than SPAN, so read in windows)
+    def probs_of(data: Encoded) -> tuple[np.ndarray, np.ndarray]:
+        return np.exp(np.vstack(data.logp)), _softmax_t(context_logits(context, data), ctx_t)
+
+    probs = {s: probs_of(enc[s]) for s in SPLITS}
     evaluation = {s: evaluate_split(*probs[s], enc[s]) for s in ("test", "style")}
+    for s in ("test", "style"):
+        for key, size in (("long_talks", LONG_TALK), ("one_talk", 10**9)):
+            talks = join_talks(enc[s], size)
+            ctx = probs_of(talks)[1]
+            evaluation[s][key] = {
+                "talks": len(talks.passages),
+                "sentences": [len(p.texts) for p in talks.passages],
+                "context": _scores(talks.y, ctx.argmax(1)),
+                "ece": round(ece(ctx, talks.y)[0], 4),
+            }
     thresholds = {
-        "fitting (out-of-fold)": threshold_table(_softmax_t(oof, ctx_t), fit.y),
+        "fitting (out-of-fold)": threshold_table(
+            _softmax_t(pool(context.weights, [p[: len(fit.y)] for p in choice.pool_parts]), ctx_t)
+            if isinstance(context, PooledHead)
+            else _softmax_t(choice.oof, ctx_t),
+            fit.y,
+        ),
         "test": threshold_table(probs["test"][1], enc["test"].y),
     }
     reliability_diagram(
@@ -563,13 +658,16 @@ def main(argv: list[str] | None = None) -> int:
             "n_train": int((~test).sum()),
         },
         "context_head": {
-            "kind": best[0],
-            "decay": best[1],
+            "kind": context.kind,
+            "chosen": choice.name,
+            "members": [candidate_name(*m) for m in choice.members],
+            "pool": pool_record,
             "window": WINDOW,
-            "C_or_stay": best[2],
-            "smooth_stay": best[3],
+            "span": SPAN,
+            "long_talk": LONG_TALK,
             "temperature": round(ctx_t, 4),
-            "cv_macro_f1": context_cv,
+            "cv_macro_f1": choice.scores,
+            "cv_macro_f1_long_talks": choice.long_scores,
         },
         "passages": {
             s: {"passages": len(ps), "sentences": sum(len(p.texts) for p in ps)} for s, ps in by_split.items()
@@ -590,6 +688,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ECE {ph['ece']:.3f} -> {cx['ece']:.3f}")
         g = "greeting_neutral_or_joy"
         print(f"  greetings neutral or joy {ph[g]:.2f} -> {cx[g]:.2f}")
+        for key in ("long_talks", "one_talk"):
+            lt = evaluation[s][key]
+            print(f"  {key} {lt['sentences']}: macro-F1 {lt['context']['macro_f1']:.3f}, ECE {lt['ece']:.3f}")
     return 0
 
 

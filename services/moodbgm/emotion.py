@@ -22,13 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .devices import resolve_device
 from .errors import InputError, ModelNotFoundError
 from .types import EMOTIONS, EmotionScores, Phrase, Transcript
+
+if TYPE_CHECKING:
+    from .emotion_sequence import PooledHead, SequenceHead
 
 log = logging.getLogger(__name__)
 
@@ -367,6 +370,22 @@ def default_context_path() -> Path:
     return Path(str(resources.files("moodbgm") / "data" / "emotion_context.npz"))
 
 
+def load_context_head(path: Path) -> ContextHead | SequenceHead | PooledHead:
+    """The context head saved at ``path``: a ``PooledHead`` (kind ``pool``), a ``SequenceHead``
+    (``gru``) or a ``ContextHead``."""
+    from .emotion_sequence import PooledHead, SequenceHead
+
+    if not Path(path).is_file():
+        raise ModelNotFoundError(
+            f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
+        )
+    with np.load(path, allow_pickle=False) as z:
+        kind = str(z["kind"])
+    if kind == "pool":
+        return PooledHead.load(path)
+    return SequenceHead.load(path) if kind == "gru" else ContextHead.load(path)
+
+
 # ----------------------------------------------------------------------------- classifiers
 
 
@@ -374,12 +393,15 @@ class EmbeddedClassifier:
     """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough.
 
     ``classify`` scores each text alone; ``classify_sequence`` scores the phrases of one talk in order,
-    each with its neighbours (``ContextHead``). Empty texts get ``EMPTY_TEXT_SCORES`` and are left out
-    of their neighbours' context.
+    each with its neighbours (the shipped context head is a ``PooledHead``, ``emotion_sequence.py``).
+    Empty texts get ``EMPTY_TEXT_SCORES`` and are left out of their neighbours' context.
     """
 
     def __init__(
-        self, encoder: SentenceEncoder, head: LinearHead, context: ContextHead | None = None
+        self,
+        encoder: SentenceEncoder,
+        head: LinearHead,
+        context: ContextHead | SequenceHead | PooledHead | None = None,
     ) -> None:
         if head.weight.shape[0] != encoder.dim:
             raise ValueError(f"head expects {head.weight.shape[0]}-d embeddings, encoder gives {encoder.dim}")
@@ -520,7 +542,7 @@ def build_classifier(
     """
     if backend == "embedded":
         head = LinearHead.load(Path(model) if model else default_head_path())
-        context = ContextHead.load(default_context_path())
+        context = load_context_head(default_context_path())
         return EmbeddedClassifier(SentenceEncoder(device=device), head, context)
     if backend == "transformers":
         return TransformersClassifier(model or DEFAULT_TRANSFORMERS_MODEL, device=device)
