@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,11 +152,26 @@ def test_failure(done: Path, tmp_path: Path, store: JobStore, models: Models) ->
     assert st is not None and st.status == "failed" and st.error == b["error"]
 
 
-def test_timeout(done: Path, tmp_path: Path, store: JobStore, models: Models) -> None:
+def slow_composer(models: Models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generate stage lasts at least 0.3 s, however fast the machine (the time-based tests need it)."""
+    generator = models.generator("composer")
+    generate = generator.generate
+
+    def slow_generate(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(generator, "generate", slow_generate)
+
+
+def test_timeout(
+    done: Path, tmp_path: Path, store: JobStore, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_composer(models, monkeypatch)
     cli = cli_copy(done, tmp_path)
     redo(cli.root, "bgm.wav")
     with pytest.raises(StageTimeoutError):
-        pipeline.run_job(cli, models, time_limit_s=0.05)  # the composer takes longer than that
+        pipeline.run_job(cli, models, time_limit_s=0.05)  # the (slowed) composer takes longer
     job_id, data = worker_copy(done, tmp_path, store)
     redo(data / job_id, "bgm.wav")
     events = StoreEvents(store, job_id, (SoftTimeLimitExceeded,), 0.05)
@@ -214,11 +230,12 @@ def test_cancel_while_a_stage_runs(done: Path, tmp_path: Path, store: JobStore, 
 
 
 def test_heartbeat_is_renewed_while_a_stage_runs(
-    done: Path, tmp_path: Path, store: JobStore, models: Models
+    done: Path, tmp_path: Path, store: JobStore, models: Models, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id, data = worker_copy(done, tmp_path, store)
     redo(data / job_id, "bgm.wav")
     seen: list[float] = []
+    slow_composer(models, monkeypatch)
 
     class Watch(StoreEvents):
         def heartbeat(self, job: JobDir, stage: str, at: float) -> None:

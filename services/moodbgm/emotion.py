@@ -189,14 +189,19 @@ class LinearHead:
 
     @classmethod
     def load(cls, path: Path) -> LinearHead:
-        if not Path(path).is_file():
-            raise ModelNotFoundError(
-                f"emotion head {path} not found; train it with `python services/devtools/train_emotion.py`"
-            )
+        _require_trained(path, "emotion head")
         with np.load(path, allow_pickle=False) as z:
             labels = tuple(str(x) for x in z["labels"])
             temperature = float(z["temperature"]) if "temperature" in z else 1.0
             return cls(z["weight"].astype(np.float64), z["bias"].astype(np.float64), labels, temperature)
+
+
+def _require_trained(path: Path, what: str) -> None:
+    """``ModelNotFoundError`` naming the training command when the head file ``path`` is missing."""
+    if not Path(path).is_file():
+        raise ModelNotFoundError(
+            f"{what} {path} not found; train it with `python services/devtools/train_emotion.py`"
+        )
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
@@ -331,10 +336,7 @@ class ContextHead:
 
     @classmethod
     def load(cls, path: Path) -> ContextHead:
-        if not Path(path).is_file():
-            raise ModelNotFoundError(
-                f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
-            )
+        _require_trained(path, "context head")
         with np.load(path, allow_pickle=False) as z:
             return cls(
                 kind=str(z["kind"]),
@@ -375,10 +377,7 @@ def load_context_head(path: Path) -> ContextHead | SequenceHead | PooledHead:
     (``gru``) or a ``ContextHead``."""
     from .emotion_sequence import PooledHead, SequenceHead
 
-    if not Path(path).is_file():
-        raise ModelNotFoundError(
-            f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
-        )
+    _require_trained(path, "context head")
     with np.load(path, allow_pickle=False) as z:
         kind = str(z["kind"])
     if kind == "pool":

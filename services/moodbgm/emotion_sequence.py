@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelNotFoundError
 from .types import EMOTIONS
 
 if TYPE_CHECKING:
@@ -139,10 +138,9 @@ class SequenceHead:
 
     @classmethod
     def load(cls, path: Path) -> SequenceHead:
-        if not Path(path).is_file():
-            raise ModelNotFoundError(
-                f"context head {path} not found; train it with `python services/devtools/train_emotion.py`"
-            )
+        from .emotion import _require_trained
+
+        _require_trained(path, "context head")
         with np.load(path, allow_pickle=False) as z:
             return cls(_members(z), float(z["temperature"]), str(z["kind"]))
 
