@@ -320,34 +320,46 @@ class ContextHead:
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
         return _softmax(self.logits(emb, logp) / self.temperature)
 
-    def save(self, path: Path, **meta: Any) -> None:
-        _save_npz(
-            path,
-            kind=np.array(self.kind),
-            weight=self.weight,
-            bias=self.bias,
-            decay=np.float64(self.decay),
-            window=np.int64(self.window),
-            stay=np.float64(self.stay),
-            temperature=np.float64(self.temperature),
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """Its fields as named arrays (``prefix`` + name), as ``save`` writes them."""
+        fields: dict[str, Any] = {
+            "kind": np.array(self.kind),
+            "weight": self.weight,
+            "bias": self.bias,
+            "decay": np.float64(self.decay),
+            "window": np.int64(self.window),
+            "stay": np.float64(self.stay),
+            "temperature": np.float64(self.temperature),
             **({} if self.prior is None else {"prior": self.prior}),
-            **meta,
+        }
+        return {prefix + k: np.asarray(v) for k, v in fields.items()}
+
+    @classmethod
+    def from_arrays(cls, z: Any, prefix: str = "") -> ContextHead:
+        """The head from ``arrays`` (an open ``.npz``); ``stay`` 0 and ``temperature`` 1 when absent."""
+
+        def get(k: str) -> Any:
+            return z[prefix + k]
+
+        return cls(
+            kind=str(get("kind")),
+            weight=get("weight").astype(np.float64),
+            bias=get("bias").astype(np.float64),
+            decay=float(get("decay")),
+            window=int(get("window")),
+            stay=float(get("stay")) if prefix + "stay" in z else 0.0,
+            temperature=float(get("temperature")) if prefix + "temperature" in z else 1.0,
+            prior=get("prior").astype(np.float64) if prefix + "prior" in z else None,
         )
+
+    def save(self, path: Path, **meta: Any) -> None:
+        _save_npz(path, **self.arrays(), **meta)
 
     @classmethod
     def load(cls, path: Path) -> ContextHead:
         _require_trained(path, "context head")
         with np.load(path, allow_pickle=False) as z:
-            return cls(
-                kind=str(z["kind"]),
-                weight=z["weight"].astype(np.float64),
-                bias=z["bias"].astype(np.float64),
-                decay=float(z["decay"]),
-                window=int(z["window"]),
-                stay=float(z["stay"]),
-                temperature=float(z["temperature"]),
-                prior=z["prior"].astype(np.float64) if "prior" in z else None,
-            )
+            return cls.from_arrays(z)
 
 
 def _hmm_marginals(emission: np.ndarray, stay: float) -> np.ndarray:

@@ -150,9 +150,6 @@ def _members(z: Any, prefix: str = "") -> tuple[dict[str, np.ndarray], ...]:
     return tuple({k: z[f"{prefix}m{i}/{k}"].astype(np.float32) for k in PARAMS} for i in range(n))
 
 
-REGRESSION_FIELDS = ("weight", "bias", "decay", "window", "prior")
-
-
 @dataclass(frozen=True)
 class PooledHead:
     """``weights[0] * sequence + weights[1] * regression + weights[2] * phrase`` log-probabilities,
@@ -185,15 +182,14 @@ class PooledHead:
     def save(self, path: Path, **meta: Any) -> None:
         from .emotion import _save_npz
 
-        r = self.regression
         seq = {f"seq/m{i}/{k}": m[k] for i, m in enumerate(self.sequence.members) for k in PARAMS}
         _save_npz(
             path,
             kind=np.array(self.kind),
             temperature=np.float64(self.temperature),
             weights=np.array(self.weights, dtype=np.float64),
-            **{"seq/span": np.int64(self.sequence.span), "reg/kind": np.array(r.kind)},
-            **{f"reg/{k}": np.asarray(getattr(r, k)) for k in REGRESSION_FIELDS if getattr(r, k) is not None},
+            **{"seq/span": np.int64(self.sequence.span)},
+            **self.regression.arrays("reg/"),
             **seq,
             **meta,
         )
@@ -203,14 +199,7 @@ class PooledHead:
         from .emotion import ContextHead
 
         with np.load(path, allow_pickle=False) as z:
-            regression = ContextHead(
-                kind=str(z["reg/kind"]),
-                weight=z["reg/weight"].astype(np.float64),
-                bias=z["reg/bias"].astype(np.float64),
-                decay=float(z["reg/decay"]),
-                window=int(z["reg/window"]),
-                prior=z["reg/prior"].astype(np.float64) if "reg/prior" in z else None,
-            )
+            regression = ContextHead.from_arrays(z, "reg/")
             sequence = SequenceHead(_members(z, "seq/"), span=int(z["seq/span"]))
             w = tuple(float(x) for x in z["weights"])
             return cls(sequence, regression, (w[0], w[1], w[2]), float(z["temperature"]))
