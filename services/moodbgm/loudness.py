@@ -124,6 +124,7 @@ class Oversampler:
     maximum), so ``push`` interpolates only where they are possible: an interpolated point is at most
     ``bound`` (the largest sum of absolute taps of a phase) times the largest input sample under the
     filter. Elsewhere it returns that bound, which is ``<= floor``; with ``floor = 0`` every peak is exact.
+    When more than an eighth of a block can reach the floor, the whole block is interpolated.
     """
 
     def __init__(self, channels: int, factor: int = 4, half_taps: int = 8) -> None:
@@ -153,10 +154,15 @@ class Oversampler:
         reach = ndimage.maximum_filter1d(level, size=taps, mode="nearest")
         peak = self.bound * reach[taps // 2 : taps // 2 + n]
         hot = np.flatnonzero(peak > floor)
-        if len(hot):
+        if len(hot) > n // 8:  # loud material: interpolate everything, phase by phase
+            peak[:] = 0.0
+            for c in range(xx.shape[1]):
+                col = np.ascontiguousarray(xx[:, c])
+                for p in range(self.factor):
+                    np.maximum(peak, np.abs(np.convolve(col, self._matrix[::-1, p], mode="valid")), out=peak)
+        elif len(hot):
             windows = xx[hot[:, None] + np.arange(taps)]  # (k, taps, channels)
-            exact = np.abs(np.einsum("ktc,tp->kcp", windows, self._matrix)).max(axis=(1, 2))
-            peak[hot] = exact
+            peak[hot] = np.abs(np.einsum("ktc,tp->kcp", windows, self._matrix)).max(axis=(1, 2))
         return peak
 
 
