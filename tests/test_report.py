@@ -136,3 +136,29 @@ def test_labels_fit_or_vanish():
 )
 def test_time_format(seconds, text):
     assert format_time(seconds) == text
+
+
+def test_the_chart_reads_millisecond_peaks_in_flat_memory(tmp_path: Path) -> None:
+    """The stage hands the chart each millisecond's peak of the soundtrack, read block by block: the
+    same envelope as the whole file, without holding it."""
+    from moodbgm.files import write_wav
+    from moodbgm.report import envelope
+    from moodbgm.stages import _millisecond_peaks
+
+    sr = 48_000
+    rng = np.random.default_rng(3)
+    n = 25 * sr + 17  # 25 s and a bit, speech-like swells
+    swell = 0.02 + 0.1 * np.abs(np.sin(2 * np.pi * 0.3 * np.arange(n) / sr))[:, None]
+    tone = np.sin(2 * np.pi * 220 * np.arange(n) / sr)[:, None] + 0.05 * rng.standard_normal((n, 2))
+    audio = (swell * tone).astype(np.float32)
+    audio[12 * sr + 5] = (0.9, 0.7)  # one click
+    wav = write_wav(tmp_path / "audio.wav", audio, sr)
+    peaks = _millisecond_peaks(wav)
+    mono = np.abs(audio.mean(axis=1))
+    assert len(peaks) == -(-len(mono) // 48)
+    np.testing.assert_array_equal(peaks[:-1], mono[: len(peaks[:-1]) * 48].reshape(-1, 48).max(axis=1))
+    assert peaks.max() == mono.max() == pytest.approx(0.8)
+    _, whole = envelope(mono, sr, 500)
+    _, fast = envelope(peaks, 1000, 500)
+    near = lambda e: np.maximum.reduce([np.roll(e, k) for k in (-1, 0, 1)])  # noqa: E731
+    assert np.all(fast <= near(whole)) and np.all(whole <= near(fast))  # bin edges move by < 1 ms

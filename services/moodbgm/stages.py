@@ -12,11 +12,14 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from moodbgm import media
 from moodbgm.errors import InputError
-from moodbgm.files import atomic_path, read_json, read_wav, write_json, write_silence, write_wav
+from moodbgm.files import atomic_path, read_json, read_wav, wav_blocks, write_json, write_silence, write_wav
 from moodbgm.jobs import JobDir, JobOptions
 from moodbgm.stagegraph import in_background
 from moodbgm.types import EmotionScores, Timeline, Transcript
@@ -207,10 +210,26 @@ def _report(job: JobDir, options: JobOptions, models: Models, report: Report) ->
     emotions = load_emotions(job)
 
     def draw() -> None:
-        audio, sr = read_wav(job.path("audio.wav"))  # the waveform's envelope: no resampling needed
-        render_timeline_png(job.path("timeline.png"), audio, sr, transcript, emotions, timeline)
+        peaks = _millisecond_peaks(job.path("audio.wav"))  # all the waveform's envelope needs
+        render_timeline_png(job.path("timeline.png"), peaks, 1000, transcript, emotions, timeline)
 
     in_background(draw, "chart")  # beside composing and mixing, on the cores they leave idle
+
+
+def _millisecond_peaks(wav: Path) -> np.ndarray:
+    """The largest absolute sample (of the channels' mean) in each millisecond of ``wav``, read in
+    blocks: flat memory however long the video."""
+    import soundfile as sf
+
+    hop = sf.info(str(wav)).samplerate // 1000
+    parts = []
+    for block in wav_blocks(wav, 10_000 * hop, mono=True):
+        a = np.abs(block)
+        full = len(a) // hop * hop
+        parts.append(a[:full].reshape(-1, hop).max(axis=1))
+        if full < len(a):
+            parts.append(a[full:].max(keepdims=True))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 # ---------------------------------------------------------------- the table
