@@ -350,18 +350,16 @@ def _energies(
     if n < 20 * sample_rate:
         return _energies_of(voice, music, curve, gate, sample_rate, block, 0, n)
     warmup = round(PASS1_WARMUP_S * sample_rate)
-    with contextlib.ExitStack() as stack:
-        readers = [(voice, music)]
-        readers.append((voice.reopened() if voice else None, music.reopened()))
-        for v, m in readers[1:]:
-            stack.callback(m.close)
-            if v is not None:
-                stack.callback(v.close)
+    v2, m2 = (voice.reopened() if voice else None), music.reopened()  # positions of their own
+    try:
         with ThreadPoolExecutor(1, thread_name_prefix="mix-pass1") as pool:
-            (v2, m2) = readers[1]
             second = pool.submit(_energies_of, v2, m2, curve, gate, sample_rate, block, half, n, warmup)
             first = _energies_of(voice, music, curve, gate, sample_rate, block, 0, half)
             return np.concatenate([first, second.result()])
+    finally:
+        m2.close()
+        if v2 is not None:
+            v2.close()
 
 
 def _energies_of(
