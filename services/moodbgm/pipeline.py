@@ -339,7 +339,8 @@ def run_stage(
 WAITS_FOR: dict[str, tuple[str, ...]] = {"report": ("generate",)}
 """Scheduling only, in ``run_job``: stages that start after others whose outputs they do not read. The
 chart (pure Python, at low priority) waits for the music: beside the synths it held the GIL their
-event loops need (composing took 0.95 s instead of 0.75); beside the mix it fills the one-core passes.
+event loops need (composing took 0.95 s instead of 0.75 on a 2-core AMD EPYC); beside the mix it
+fills the one-core passes.
 """
 
 BESIDE_STT = 1
