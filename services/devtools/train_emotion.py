@@ -89,6 +89,8 @@ MIN_TEST_FRACTION = 0.20
 ECE_BINS = 10
 SPLITS = ("train", "calib", "test", "style")
 FIT_SPLITS = ("train", "calib")  # the passages the models and temperatures are fitted on
+CALIBRATE_ON = "calib"  # the pool's temperature: these passages' out-of-fold logits (see fit_final)
+GRU_CACHE = ROOT / ".cache" / "emotion-gru"  # fitted GRU ensembles by digest (_cached_sequence_head)
 TAGS = {"*": "ambiguous", "g": "greeting", "n": "negation", "s": "sarcasm"}
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
@@ -264,7 +266,7 @@ def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> Co
     from sklearn.linear_model import LogisticRegression
 
     if kind == "gru":
-        return fit_sequence_head(data.emb, data.logp, data.y, dropout=c_or_stay)
+        return _cached_sequence_head(data, c_or_stay)
     if kind == "hmm":
         return ContextHead("hmm", np.zeros((0, len(EMOTIONS))), _prior(data), stay=c_or_stay)
     x = np.vstack(
@@ -283,6 +285,28 @@ def _fit_context(data: Encoded, kind: str, decay: float, c_or_stay: float) -> Co
     )
 
 
+def _cached_sequence_head(data: Encoded, dropout: float) -> SequenceHead:
+    """``fit_sequence_head`` on ``data``, kept in ``GRU_CACHE`` under a digest of its inputs, the dropout
+    and the source of ``train_sequence.py`` (its hyper-parameters included): the GRUs are most of the
+    training time, and a re-run that changes only the choosing or the calibration refits none of them."""
+    import hashlib
+
+    from devtools import train_sequence
+
+    digest = hashlib.sha256(Path(train_sequence.__file__).read_bytes())
+    for e, lp in zip(data.emb, data.logp, strict=True):
+        digest.update(np.ascontiguousarray(e, np.float32).tobytes())
+        digest.update(np.ascontiguousarray(lp, np.float32).tobytes())
+    digest.update(data.y.astype(np.int64).tobytes() + repr(dropout).encode())
+    path = GRU_CACHE / f"{digest.hexdigest()[:32]}.npz"
+    if path.is_file():
+        return SequenceHead.load(path)
+    head = fit_sequence_head(data.emb, data.logp, data.y, dropout=dropout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head.save(path)
+    return head
+
+
 def fit_final(
     fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
 ) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
@@ -297,9 +321,11 @@ def fit_final(
     sequence, regression = heads
     if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
         raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
-    record: dict[str, Any] = {"tried": []}
+    record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, out of fold"}
+    calib = np.array([p.split == CALIBRATE_ON for p in fit.passages for _ in p.texts])
+    rows = np.concatenate([calib, calib])  # both readings
     for rank, w in enumerate(choice.pool_ranking):
-        t = fit_temperature(pool(w, choice.pool_parts), y2)
+        t = fit_temperature(pool(w, choice.pool_parts)[rows], y2[rows])
         head = PooledHead(sequence, regression, w, t)
         parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
         ok = all(want == got for want, got in parts.values())
