@@ -18,10 +18,12 @@ Two hand-written corpora in ``services/moodbgm/data/``:
   macro-F1 of the held-out folds read passage by passage and joined into long talks (``join_talks``),
   as real transcripts are. The winner is then fitted on all fitting passages.
 
-Calibration: one temperature for each head, fitted by negative log-likelihood on held-out predictions:
-the phrase head's on the fitting passages' sentences (which it never saw), the context head's on the
-out-of-fold logits of that cross-validation, both readings (cross-fitting: every fitting sentence is
-scored by a model that did not see its passage). Evaluation on the test and style passages, each
+Calibration: one temperature for each head, fitted by negative log-likelihood on predictions for
+sentences the head never saw: the phrase head's on the fitting passages' sentences, the context head's on
+the calib passages, read (alone and joined into long talks) by the chosen head fitted on the train
+passages only (``fit_final``); the shipped head is fitted on train + calib. The fitted GRUs are cached
+by digest in ``.cache/emotion-gru`` (git-ignored), so a re-run that changes only the choosing or the
+calibration takes minutes. Evaluation on the test and style passages, each
 passage alone and the passages joined in file order into talks of ``LONG_TALK`` sentences and into
 one talk per split: macro-F1 and accuracy of both heads, on all sentences and on those marked "ambiguous
 alone" (``*``), expected calibration error (10 equal-width bins), greetings/small talk read as neutral
@@ -89,7 +91,7 @@ MIN_TEST_FRACTION = 0.20
 ECE_BINS = 10
 SPLITS = ("train", "calib", "test", "style")
 FIT_SPLITS = ("train", "calib")  # the passages the models and temperatures are fitted on
-CALIBRATE_ON = "calib"  # the pool's temperature: these passages' out-of-fold logits (see fit_final)
+CALIBRATE_ON = "calib"  # the context head's temperature: these passages, unseen (see fit_final)
 GRU_CACHE = ROOT / ".cache" / "emotion-gru"  # fitted GRU ensembles by digest (_cached_sequence_head)
 TAGS = {"*": "ambiguous", "g": "greeting", "n": "negation", "s": "sarcasm"}
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
@@ -310,22 +312,27 @@ def _cached_sequence_head(data: Encoded, dropout: float) -> SequenceHead:
 def fit_final(
     fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
 ) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
-    """The chosen head fitted on all the fitting passages, with a temperature fitted on its out-of-fold
-    logits (both readings), and a record of the choice. A pool takes the best-ranked weights that keep
-    every part of the demo and storm samples' transcripts (``sample_parts``) in the timeline."""
+    """The chosen head fitted on all the fitting passages, and a record of the choice. Its temperature is
+    fitted on the ``CALIBRATE_ON`` passages read by the same head fitted without them (both readings:
+    passages alone and joined into long talks): a model of nearly the final one's strength on passages it
+    never saw. A pool takes the best-ranked weights that keep every part of the demo and storm samples'
+    transcripts (``sample_parts``) in the timeline."""
     heads = [_fit_context(fit, *m) for m in choice.members]
-    y2 = np.concatenate([fit.y, fit.y])
+    calib_idx = [i for i, p in enumerate(fit.passages) if p.split == CALIBRATE_ON]
+    probe = [_fit_context(fit.subset([i for i in range(len(fit.passages)) if i not in calib_idx]), *m)
+             for m in choice.members]  # fmt: skip
+    readings = (fit.subset(calib_idx), join_talks(fit.subset(calib_idx)))
+    y2 = np.concatenate([r.y for r in readings])
+    record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, unseen"}
     if not choice.pool_ranking:
-        t = fit_temperature(np.vstack([choice.oof, choice.long_oof]), y2)
-        return dataclasses.replace(heads[0], temperature=t), {"temperature": t}
+        t = fit_temperature(np.vstack([context_logits(probe[0], r) for r in readings]), y2)
+        return dataclasses.replace(heads[0], temperature=t), {**record, "temperature": t}
     sequence, regression = heads
     if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
         raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
-    record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, out of fold"}
-    calib = np.array([p.split == CALIBRATE_ON for p in fit.passages for _ in p.texts])
-    rows = np.concatenate([calib, calib])  # both readings
     for rank, w in enumerate(choice.pool_ranking):
-        t = fit_temperature(pool(w, choice.pool_parts)[rows], y2[rows])
+        unseen = PooledHead(probe[0], probe[1], w)  # type: ignore[arg-type]
+        t = fit_temperature(np.vstack([context_logits(unseen, r) for r in readings]), y2)
         head = PooledHead(sequence, regression, w, t)
         parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
         ok = all(want == got for want, got in parts.values())
