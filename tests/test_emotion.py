@@ -604,20 +604,7 @@ def test_transformers_missing_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.slow  # espeak-ng -> video -> real STT -> emotion in context -> timeline
-@pytest.mark.parametrize(
-    "passage_id",
-    [
-        "t-fence",
-        pytest.param(
-            "t-greeting-angry",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known miss (README): with the pooled head the complaint reads as neutral, sadness "
-                "0.31 and surprise 0.37, so the timeline stays neutral (the reverted GRU head passed it)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("passage_id", ["t-fence", "t-greeting-angry"])
 def test_spoken_passage_gets_every_part_right(tmp_path: Path, passage_id: str) -> None:
     """A held-out passage (greeting and set-up, then a complaint) read aloud and run through the
     pipeline's first stages: every part of it has its own emotion in the timeline."""
