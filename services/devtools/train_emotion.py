@@ -309,6 +309,13 @@ def _cached_sequence_head(data: Encoded, dropout: float) -> SequenceHead:
     return head
 
 
+def _pool_members(heads: Sequence[Any], choice: Choice) -> tuple[SequenceHead, ContextHead]:
+    sequence, regression = heads
+    if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
+        raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
+    return sequence, regression
+
+
 def fit_final(
     fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
 ) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
@@ -319,19 +326,18 @@ def fit_final(
     transcripts (``sample_parts``) in the timeline."""
     heads = [_fit_context(fit, *m) for m in choice.members]
     calib_idx = [i for i, p in enumerate(fit.passages) if p.split == CALIBRATE_ON]
-    probe = [_fit_context(fit.subset([i for i in range(len(fit.passages)) if i not in calib_idx]), *m)
-             for m in choice.members]  # fmt: skip
+    without = fit.subset([i for i, p in enumerate(fit.passages) if p.split != CALIBRATE_ON])
+    probe = [_fit_context(without, *m) for m in choice.members]
     readings = (fit.subset(calib_idx), join_talks(fit.subset(calib_idx)))
     y2 = np.concatenate([r.y for r in readings])
     record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, unseen"}
     if not choice.pool_ranking:
         t = fit_temperature(np.vstack([context_logits(probe[0], r) for r in readings]), y2)
         return dataclasses.replace(heads[0], temperature=t), {**record, "temperature": t}
-    sequence, regression = heads
-    if not (isinstance(sequence, SequenceHead) and isinstance(regression, ContextHead)):
-        raise SystemExit(f"the pool needs a GRU and a regression, got {choice.members}")
+    sequence, regression = _pool_members(heads, choice)
+    probe_sequence, probe_regression = _pool_members(probe, choice)
     for rank, w in enumerate(choice.pool_ranking):
-        unseen = PooledHead(probe[0], probe[1], w)  # type: ignore[arg-type]
+        unseen = PooledHead(probe_sequence, probe_regression, w)
         t = fit_temperature(np.vstack([context_logits(unseen, r) for r in readings]), y2)
         head = PooledHead(sequence, regression, w, t)
         parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
