@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.emotion_eval import ece, writer_of
 from devtools.emotion_talks import (
     POOL_GRID,
     cross_fitted_pool,
@@ -19,7 +20,7 @@ from devtools.emotion_talks import (
     sample_parts,
     talk_groups,
 )
-from devtools.train_emotion import Passage, ece, load_passages
+from devtools.train_emotion import Passage, load_passages
 from moodbgm.emotion import (
     EMPTY_TEXT_SCORES,
     ContextHead,
@@ -441,21 +442,22 @@ def _labels(passages: list[Passage]) -> np.ndarray:
     return np.array([EMOTIONS.index(label) for p in passages for label in p.labels])
 
 
-@pytest.mark.slow  # embeds ~300 held-out sentences
+@pytest.mark.slow  # embeds ~590 held-out sentences
 def test_held_out_passages(
     held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
-    """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers:
-    test macro-F1 0.861 in context vs 0.563 alone, out-of-style 0.804 vs 0.493; joined into long talks
-    0.852 and 0.826; ambiguous sentences 0.79 vs 0.47 and 0.71 vs 0.29; ECE 0.097 and 0.049; greetings
-    100 % neutral or joy in both). The issue's done-when asks for macro-F1 >= 0.85, >= 10 points on the
-    ambiguous ones and ECE <= 0.08: the test passages' ECE (0.097, under-confident) misses it (README)."""
+    """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers).
+    Test split, 70 passages (30 by the train passages' hand, 40 by four writers who saw only the train
+    passages): macro-F1 0.711 in context vs 0.470 alone, 0.706 joined into long talks; ambiguous
+    sentences 0.62 vs 0.36; ECE 0.020; greetings 100 % neutral or joy. The first round's 30 alone: 0.861,
+    ECE 0.097. Out-of-style: 0.804 vs 0.493, ECE 0.049. The issue's done-when asks for macro-F1 >= 0.85
+    (missed on the new writers' passages), >= 10 points on the ambiguous ones and ECE <= 0.08 (met)."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor, max_ece in (("test", 0.85, 0.105), ("style", 0.79, 0.065)):
+    for split, floor, max_ece in (("test", 0.69, 0.08), ("style", 0.79, 0.065)):
         passages, alone, ctx, long = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
@@ -469,6 +471,67 @@ def test_held_out_passages(
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
         assert calm.mean() >= 0.90, (split, calm.mean())
+    passages, _, ctx, _ = held_out["test"]
+    first = np.array([writer_of(p.id) == "t" for p in passages for _ in p.texts])
+    y = _labels(passages)
+    assert macro(y[first], ctx[first]) >= 0.85  # the train passages' hand: 0.861
+
+
+def test_bootstrap_and_writers_on_a_toy() -> None:
+    """Passage-bootstrap intervals and per-writer scores (``emotion_eval``), on hand-made predictions."""
+    from devtools.emotion_eval import bootstrap, by_writer
+    from devtools.train_emotion import Encoded
+
+    labels = [("joy", "sadness"), ("fear", "anger", "neutral"), ("joy", "surprise"), ("disgust",)]
+    passages = [
+        Passage(
+            pid, "chat", "test", tuple(f"s{i}" for i in range(len(ls))), ls, tuple(frozenset() for _ in ls)
+        )
+        for pid, ls in zip(("t-a", "t-b", "t2a-c", "t2a-d"), labels, strict=True)
+    ]
+    n = sum(len(ls) for ls in labels)
+    data = Encoded(
+        tuple(passages),
+        tuple(np.zeros((len(ls), 384)) for ls in labels),
+        tuple(np.zeros((len(ls), 7)) for ls in labels),
+    )
+    right = np.full((n, 7), 0.1 / 6)
+    right[np.arange(n), data.y] = 0.9
+    assert bootstrap(right, data, draws=50) == {"macro_f1": [1.0, 1.0], "ece": [0.1, 0.1]}
+    wrong = right.copy()
+    wrong[2:5] = np.roll(right[2:5], 1, axis=1)  # passage t-b all wrong, confidently
+    b = bootstrap(wrong, data, draws=200)
+    assert b["macro_f1"][0] < b["macro_f1"][1] <= 1.0 and b["ece"][1] > 0.5
+    writers = by_writer(right, wrong, data)
+    assert [(w, v["passages"]) for w, v in writers.items()] == [("t", 2), ("t2a", 2)]
+    assert writers["t2a"]["context"]["accuracy"] == 1.0 and writers["t"]["context"]["accuracy"] == 0.4
+    assert writers["t"]["phrase_macro_f1"] == round(5 / 7, 4)  # over all 7 labels; 2 absent score 0
+
+
+@pytest.mark.slow  # embeds the held-out passages (~30 s)
+def test_metrics_describe_the_shipped_heads(tmp_path: Path) -> None:
+    """``train_emotion.py --evaluate`` re-measures the shipped heads on the committed held-out passages
+    and finds the committed numbers: the README's table cannot drift from the model or the corpus."""
+    import shutil
+    import sys
+
+    metrics = tmp_path / "metrics.json"
+    shutil.copy(DATA / "emotion_metrics.json", metrics)
+    script = Path(__file__).resolve().parents[1] / "services" / "devtools" / "train_emotion.py"
+    cmd = [
+        sys.executable,
+        str(script),
+        "--evaluate",
+        "--metrics",
+        str(metrics),
+        "--diagram",
+        str(tmp_path / "d.png"),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(metrics.read_text()) == json.loads((DATA / "emotion_metrics.json").read_text())
+    assert (tmp_path / "d.png").stat().st_size > 10_000
+    assert "writer t2a (10 passages)" in done.stdout
 
 
 def test_unknown_backend() -> None:

@@ -23,13 +23,12 @@ sentences the head never saw: the phrase head's on the fitting passages' sentenc
 the calib passages, read (alone and joined into long talks) by the chosen head fitted on the train
 passages only (``fit_final``); the shipped head is fitted on train + calib. The fitted GRUs are cached
 by digest in ``.cache/emotion-gru`` (git-ignored), so a re-run that changes only the choosing or the
-calibration takes minutes. Evaluation on the test and style passages, each
-passage alone and the passages joined in file order into talks of ``LONG_TALK`` sentences and into
-one talk per split: macro-F1 and accuracy of both heads, on all sentences and on those marked "ambiguous
-alone" (``*``), expected calibration error (10 equal-width bins), greetings/small talk read as neutral
-or joy, and the accuracy of decisive phrases above each confidence threshold. Writes
-``data/emotion_head.npz``, ``data/emotion_context.npz``, ``data/emotion_metrics.json`` and the
-reliability diagram ``docs/emotion-reliability.png``.
+calibration takes minutes. Evaluation on the test and style passages: ``emotion_eval.evaluate``
+(passages alone, in long talks and as one talk; macro-F1, ECE, greetings, thresholds, passage-bootstrap
+intervals, each writer's passages). Writes ``data/emotion_head.npz``, ``data/emotion_context.npz``,
+``data/emotion_metrics.json`` and the reliability diagram ``docs/emotion-reliability.png``.
+
+    .venv/bin/python services/devtools/train_emotion.py --evaluate   # the shipped heads, re-measured
 """
 
 from __future__ import annotations
@@ -52,6 +51,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services"))
 
+from devtools.emotion_eval import (  # noqa: E402
+    ECE_BINS,
+    context_logits,
+    evaluate,
+    report,
+    scores,
+    softmax_t,
+    threshold_table,
+)
 from devtools.emotion_talks import (  # noqa: E402
     LONG_TALK,
     cross_fitted_pool,
@@ -68,6 +76,7 @@ from moodbgm.emotion import (  # noqa: E402
     LinearHead,
     SentenceEncoder,
     context_features,
+    load_context_head,
 )
 from moodbgm.emotion_sequence import SPAN, PooledHead, SequenceHead  # noqa: E402
 from moodbgm.files import write_json  # noqa: E402
@@ -88,13 +97,11 @@ POOL = "pool gru+regression+phrase"  # the best GRU and regression pooled with t
 NEAR_DUPLICATE = 0.95
 MIN_PER_LABEL = 250
 MIN_TEST_FRACTION = 0.20
-ECE_BINS = 10
 SPLITS = ("train", "calib", "test", "style")
 FIT_SPLITS = ("train", "calib")  # the passages the models and temperatures are fitted on
 CALIBRATE_ON = "calib"  # the context head's temperature: these passages, unseen (see fit_final)
 GRU_CACHE = ROOT / ".cache" / "emotion-gru"  # fitted GRU ensembles by digest (_cached_sequence_head)
 TAGS = {"*": "ambiguous", "g": "greeting", "n": "negation", "s": "sarcasm"}
-THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7)
 
 log = logging.getLogger("train_emotion")
 
@@ -349,16 +356,6 @@ def fit_final(
     raise SystemExit("no pool weights keep every part of the sample transcripts; see the log")
 
 
-def _softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
-    z = logits / temperature
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-
-def context_logits(head: ContextHead | SequenceHead | PooledHead, data: Encoded) -> np.ndarray:
-    return np.vstack([head.logits(e, lp) for e, lp in zip(data.emb, data.logp, strict=True)])
-
-
 def _candidates() -> list[tuple[str, float, float]]:
     lr = [(k, d, c) for k, (decays, cs) in CONTEXT_GRID.items() for d in decays for c in cs]
     return lr + [("gru", 0.0, d) for d in SEQUENCE_DROPOUTS] + [("hmm", 0.0, s) for s in STAYS]
@@ -434,131 +431,6 @@ def choose_context(train: Encoded) -> Choice:
     return Choice(best, scores, long_scores, *oof[best], members, ranking, tuple(both))
 
 
-# ---------------------------------------------------------------------------------- evaluation
-
-
-def ece(probs: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
-    """Expected calibration error of the top label, and the reliability table behind it."""
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    table, total = [], 0.0
-    for lo, hi in itertools.pairwise(edges):
-        inside = (conf > lo) & (conf <= hi)
-        if not inside.any():
-            continue
-        acc, mean_conf = float((pred[inside] == y[inside]).mean()), float(conf[inside].mean())
-        total += inside.mean() * abs(acc - mean_conf)
-        table.append(
-            {
-                "lo": float(lo),
-                "hi": float(hi),
-                "n": int(inside.sum()),
-                "accuracy": acc,
-                "confidence": mean_conf,
-            }
-        )
-    return float(total), table
-
-
-def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    per_class = f1_score(y, pred, labels=range(len(EMOTIONS)), average=None, zero_division=0)
-    return {
-        "n": len(y),
-        "macro_f1": round(
-            float(f1_score(y, pred, labels=range(len(EMOTIONS)), average="macro", zero_division=0)), 4
-        ),
-        "accuracy": round(float(accuracy_score(y, pred)), 4),
-        "per_class_f1": {e: round(float(f), 4) for e, f in zip(EMOTIONS, per_class, strict=True)},
-    }
-
-
-def evaluate_split(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, Any]:
-    """Both heads on one split: all sentences, the ambiguous ones, tagged groups, calibration."""
-    y = data.y
-    tags = [t for p in data.passages for t in p.tags]
-    ambiguous = np.array(["ambiguous" in t for t in tags])
-    with_ambiguous = np.array([any("ambiguous" in t for t in p.tags) for p in data.passages for _ in p.texts])
-    out: dict[str, Any] = {"passages": len(data.passages)}
-    for name, probs in (("phrase", phrase), ("context", context)):
-        pred = probs.argmax(1)
-        greeting = np.array(["greeting" in t for t in tags])
-        ok_greeting = np.isin(pred[greeting], [EMOTIONS.index("joy"), EMOTIONS.index("neutral")])
-        e, table = ece(probs, y)
-        out[name] = {
-            "all": _scores(y, pred),
-            "ambiguous_sentences": _scores(y[ambiguous], pred[ambiguous]),
-            "passages_with_ambiguous_sentences": _scores(y[with_ambiguous], pred[with_ambiguous]),
-            "greeting_neutral_or_joy": round(float(ok_greeting.mean()), 4),
-            "greetings": int(greeting.sum()),
-            **{
-                f"{tag}_accuracy": round(float((pred[m] == y[m]).mean()), 4)
-                for tag in ("negation", "sarcasm")
-                if (m := np.array([tag in t for t in tags])).any()
-            },
-            "ece": round(e, 4),
-            "reliability": table,
-        }
-    return out
-
-
-def threshold_table(probs: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
-    """For each confidence threshold: the share of non-neutral predictions above it and their accuracy."""
-    conf, pred = probs.max(1), probs.argmax(1)
-    emotional = pred != EMOTIONS.index("neutral")
-    rows = []
-    for t in THRESHOLDS:
-        decisive = emotional & (conf >= t)
-        rows.append(
-            {
-                "threshold": t,
-                "decisive_share": round(float(decisive.mean()), 4),
-                "decisive_accuracy": round(float((pred[decisive] == y[decisive]).mean()), 4)
-                if decisive.any()
-                else 0.0,
-            }
-        )
-    return rows
-
-
-def reliability_diagram(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 4.2), squeeze=False)
-    for ax, (title, (probs, y)) in zip(axes[0], curves.items(), strict=True):
-        e, table = ece(probs, y)
-        mids = [(r["lo"] + r["hi"]) / 2 for r in table]
-        ax.bar(
-            mids,
-            [r["accuracy"] for r in table],
-            width=1 / ECE_BINS,
-            edgecolor="black",
-            alpha=0.7,
-            label="accuracy",
-        )
-        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-        ax.plot(
-            [r["confidence"] for r in table],
-            [r["accuracy"] for r in table],
-            "o-",
-            color="crimson",
-            label="bins",
-        )
-        for r, m in zip(table, mids, strict=True):
-            ax.text(m, 0.02, str(r["n"]), ha="center", fontsize=7)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top label)", ylabel="accuracy")
-        ax.set_title(f"{title}\nECE {e:.3f}, n={len(y)}", fontsize=9)
-        ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------------------- main
 
 
@@ -599,6 +471,25 @@ def encode_passages(encoder: CachedEncoder, head: LinearHead, passages: Sequence
     )
 
 
+def evaluate_shipped(
+    args: argparse.Namespace, encoder: CachedEncoder, by_split: dict[str, list[Passage]]
+) -> int:
+    """``--evaluate``: the held-out numbers of the shipped heads, without training (a minute, not 40):
+    rewrites ``evaluation`` and the test thresholds in the metrics file and redraws the diagram."""
+    head, context = LinearHead.load(args.head), load_context_head(args.context)
+    enc = {s: encode_passages(encoder, head, by_split[s]) for s in ("test", "style")}
+    metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
+    if abs(metrics["context_head"]["temperature"] - context.temperature) > 1e-4:
+        raise SystemExit(f"{args.metrics} does not describe {args.context}; retrain")
+    metrics["evaluation"], metrics["thresholds"]["test"] = evaluate(context, enc, args.diagram)
+    metrics["passages"] = {
+        s: {"passages": len(ps), "sentences": sum(len(p.texts) for p in ps)} for s, ps in by_split.items()
+    }
+    write_json(args.metrics, metrics)
+    report(metrics["evaluation"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DATA / "emotion_corpus.jsonl")
@@ -608,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", type=Path, default=DATA / "emotion_metrics.json")
     ap.add_argument("--diagram", type=Path, default=DIAGRAM)
     ap.add_argument("--check", action="store_true", help="validate the corpora, train nothing")
+    ap.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="train nothing: evaluate the shipped heads on the held-out passages (rewrites the metrics' "
+        "evaluation and test thresholds, and the diagram)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from sklearn.metrics import f1_score
@@ -630,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.check:
         return 0
+    if args.evaluate:
+        return evaluate_shipped(args, encoder, by_split)
 
     # 1. phrase head on the sentence corpus; temperature on the fitting passages' sentences (never
     #    seen by the phrase head)
@@ -651,40 +550,17 @@ def main(argv: list[str] | None = None) -> int:
     ctx_t = context.temperature
     log.info("context head: %s, temperature %.3f", choice.name, ctx_t)
 
-    # 3. evaluation on the held-out passages, alone and joined into long talks (of ~LONG_TALK
-    #    sentences, and the whole split as one talk: longer than SPAN, so read in windows)
-    def probs_of(data: Encoded) -> tuple[np.ndarray, np.ndarray]:
-        return np.exp(np.vstack(data.logp)), _softmax_t(context_logits(context, data), ctx_t)
-
-    probs = {s: probs_of(enc[s]) for s in SPLITS}
-    evaluation = {s: evaluate_split(*probs[s], enc[s]) for s in ("test", "style")}
-    for s in ("test", "style"):
-        for key, size in (("long_talks", LONG_TALK), ("one_talk", 10**9)):
-            talks = join_talks(enc[s], size)
-            ctx = probs_of(talks)[1]
-            evaluation[s][key] = {
-                "talks": len(talks.passages),
-                "sentences": [len(p.texts) for p in talks.passages],
-                "context": _scores(talks.y, ctx.argmax(1)),
-                "ece": round(ece(ctx, talks.y)[0], 4),
-            }
+    # 3. evaluation on the held-out passages (``evaluate``)
+    evaluation, test_thresholds = evaluate(context, enc, args.diagram)
     thresholds = {
         "fitting (out-of-fold)": threshold_table(
-            _softmax_t(pool(context.weights, [p[: len(fit.y)] for p in choice.pool_parts]), ctx_t)
+            softmax_t(pool(context.weights, [p[: len(fit.y)] for p in choice.pool_parts]), ctx_t)
             if isinstance(context, PooledHead)
-            else _softmax_t(choice.oof, ctx_t),
+            else softmax_t(choice.oof, ctx_t),
             fit.y,
         ),
-        "test": threshold_table(probs["test"][1], enc["test"].y),
+        "test": test_thresholds,
     }
-    reliability_diagram(
-        args.diagram,
-        {
-            "phrase head, test passages": (probs["test"][0], enc["test"].y),
-            "context head, test passages": (probs["test"][1], enc["test"].y),
-            "context head, out-of-style": (probs["style"][1], enc["style"].y),
-        },
-    )
     metrics: dict[str, Any] = {
         "encoder": ENCODER_NAME,
         "seed": SEED,
@@ -693,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             "C": best_c,
             "cv_macro_f1": cv,
             "temperature": round(head_t, 4),
-            "corpus_test": _scores(y[test], corpus_pred),
+            "corpus_test": scores(y[test], corpus_pred),
             "n_train": int((~test).sum()),
         },
         "context_head": {
@@ -718,18 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     head.save(args.head, C=np.float64(best_c), seed=np.int64(SEED))
     context.save(args.context, seed=np.int64(SEED))
     write_json(args.metrics, metrics)
-    for s in ("test", "style"):
-        ph, cx = evaluation[s]["phrase"], evaluation[s]["context"]
-        print(f"{s}: phrase alone -> in context")
-        print(f"  macro-F1 {ph['all']['macro_f1']:.3f} -> {cx['all']['macro_f1']:.3f}")
-        amb = "ambiguous_sentences"
-        print(f"  ambiguous sentences macro-F1 {ph[amb]['macro_f1']:.3f} -> {cx[amb]['macro_f1']:.3f}")
-        print(f"  ECE {ph['ece']:.3f} -> {cx['ece']:.3f}")
-        g = "greeting_neutral_or_joy"
-        print(f"  greetings neutral or joy {ph[g]:.2f} -> {cx[g]:.2f}")
-        for key in ("long_talks", "one_talk"):
-            lt = evaluation[s][key]
-            print(f"  {key} {lt['sentences']}: macro-F1 {lt['context']['macro_f1']:.3f}, ECE {lt['ece']:.3f}")
+    report(evaluation)
     return 0
 
 
