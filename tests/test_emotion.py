@@ -397,6 +397,32 @@ def test_sample_scripts_keep_every_part(embedded: EmbeddedClassifier) -> None:
         assert got == want, name
 
 
+@pytest.mark.slow  # embeds the ~430 held-out lines
+def test_a_one_phrase_talk_is_read_by_the_phrase_head(embedded: EmbeddedClassifier) -> None:
+    """A talk of one phrase has no context: ``classify_sequence`` gives the phrase head's scores (the
+    context head alone scores the held-out sentences, each a one-phrase talk, far worse; README). Two
+    phrases are read in context again."""
+    from sklearn.metrics import f1_score
+
+    held_out = [r for r in _corpus() if r["split"] == "test"]
+    alone = embedded.classify([r["text"] for r in held_out])
+    talks = [embedded.classify_sequence([r["text"]])[0] for r in held_out]
+    np.testing.assert_allclose([s.scores for s in talks], [s.scores for s in alone], atol=1e-6)  # batching
+    assert f1_score([r["label"] for r in held_out], [s.label for s in talks], average="macro") >= 0.85
+    assert embedded.classify_sequence(["", "I am so angry with you!", " "])[1] == alone_of(
+        embedded, "I am so angry with you!"
+    )
+    assert embedded.context is not None
+    e = embedded.encoder.encode(["Hello there.", "I am so angry with you!"])
+    lp = np.log(embedded.head.predict_proba(e))
+    pair = embedded.classify_sequence(["Hello there.", "I am so angry with you!"])
+    np.testing.assert_allclose([s.scores for s in pair], embedded.context.predict_proba(e, lp), atol=1e-9)
+
+
+def alone_of(embedded: EmbeddedClassifier, text: str) -> EmotionScores:
+    return embedded.classify([text])[0]
+
+
 def test_other_languages_stay_neutral_with_a_warning(embedded: EmbeddedClassifier) -> None:
     phrases = (Phrase(0.0, 2.0, "Ich bin so wütend auf dich!"), Phrase(2.5, 4.0, "Das ist unglaublich."))
     german = classify_transcript(embedded, Transcript("de", phrases))

@@ -400,12 +400,19 @@ def load_context_head(path: Path) -> ContextHead | SequenceHead | PooledHead:
 # ----------------------------------------------------------------------------- classifiers
 
 
+MIN_CONTEXT_PHRASES = 2
+"""A talk of fewer phrases has no neighbours to read, so the phrase head scores it: the context heads,
+trained on passages that open with set-up lines, read a lone phrase as an opening (held-out sentences,
+each as a one-phrase talk: macro-F1 0.40 in context against 0.886 alone; README)."""
+
+
 class EmbeddedClassifier:
     """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough.
 
     ``classify`` scores each text alone; ``classify_sequence`` scores the phrases of one talk in order,
     each with its neighbours (the shipped context head is a ``PooledHead``, ``emotion_sequence.py``).
-    Empty texts get ``EMPTY_TEXT_SCORES`` and are left out of their neighbours' context.
+    Empty texts get ``EMPTY_TEXT_SCORES`` and are left out of their neighbours' context; a talk of one
+    phrase (``MIN_CONTEXT_PHRASES``) is scored alone.
     """
 
     def __init__(
@@ -427,9 +434,9 @@ class EmbeddedClassifier:
         if keep:
             emb = self.encoder.encode([texts[i].strip() for i in keep])
             probs = self.head.predict_proba(emb)
-            if in_context:
-                if self.context is None:
-                    raise ModelNotFoundError("this classifier has no context head; build it with one")
+            if in_context and self.context is None:
+                raise ModelNotFoundError("this classifier has no context head; build it with one")
+            if in_context and self.context is not None and len(keep) >= MIN_CONTEXT_PHRASES:
                 probs = self.context.predict_proba(emb, np.log(np.clip(probs, 1e-12, None)))
             for i, p in zip(keep, probs, strict=True):
                 result[i] = EmotionScores.from_probs(p)
