@@ -1,0 +1,75 @@
+"""Does the phrase head generalise to a writer it never read? Leave-one-writer-out on the train passages.
+
+    .venv/bin/python services/devtools/emotion_writer_cv.py
+
+For each later writer of the train passages (``w5a``… ``w6h``; the first round's hand always stays in
+training), a phrase head (logistic regression, C 2, as ``train_emotion.py`` fits it) is fitted on the
+sentence corpus' train split alone, plus the other writers' passage sentences that are not ambiguous
+alone, or plus all their passage sentences, and scored (macro-F1) on the held-out writer's sentences:
+all of them and those not ambiguous alone. Only train passages are read: no calib, test or style
+passage. The numbers motivate training the phrase head on passage sentences too (README).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "services"))
+
+from devtools.train_emotion import DATA, CachedEncoder, load_corpus, load_passages  # noqa: E402
+from moodbgm.types import EMOTIONS  # noqa: E402
+
+VARIANTS = ("corpus only", "corpus + clear passage sentences", "corpus + all passage sentences")
+
+
+def writer(passage_id: str) -> str:
+    m = re.match(r"^(w\d[a-z])-", passage_id)
+    return m[1] if m else "first round"
+
+
+def main() -> int:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    texts, y, test = load_corpus(DATA / "emotion_corpus.jsonl")
+    encoder = CachedEncoder(ROOT / ".cache" / "emotion-embeddings.npz")
+    x = encoder.encode(texts)[~test]
+    y = y[~test]
+    rows = [
+        (writer(p.id), t, EMOTIONS.index(label), "ambiguous" in tags)
+        for p in load_passages(DATA / "emotion_passages.txt")
+        if p.split == "train"
+        for t, label, tags in zip(p.texts, p.labels, p.tags, strict=True)
+    ]
+    who = np.array([r[0] for r in rows])
+    px, py = encoder.encode([r[1] for r in rows]), np.array([r[2] for r in rows])
+    clear = ~np.array([r[3] for r in rows])
+    scores: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    for w in sorted(set(who) - {"first round"}):
+        out = who == w
+        for variant in VARIANTS:
+            extra = ~out & (clear if "clear" in variant else True) & ("only" not in variant)
+            model = LogisticRegression(C=2.0, max_iter=5000, random_state=0)
+            model.fit(np.vstack([x, px[extra]]), np.concatenate([y, py[extra]]))
+            pred = model.predict(px[out])
+            scores[variant].append(
+                (
+                    float(f1_score(py[out], pred, average="macro")),
+                    float(f1_score(py[out & clear], pred[clear[out]], average="macro")),
+                )
+            )
+        print(w, {v: tuple(round(s, 3) for s in scores[v][-1]) for v in VARIANTS}, flush=True)
+    for variant, s in scores.items():
+        a = np.array(s)
+        mean_all, mean_clear = a.mean(axis=0)
+        print(f"{variant}: mean over {len(a)} held-out writers, all {mean_all:.3f}, clear {mean_clear:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
