@@ -558,6 +558,23 @@ def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:
         read_annotation(stale, passages)
 
 
+def _assert_same_numbers(got: object, want: object, path: str = "") -> None:
+    """``got == want``, but floats within 1e-4: the encoder's float sums depend on how the sentences are
+    batched (an empty embedding cache batches them differently), about 1e-7 in a confidence."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), path
+        for k in want:
+            _assert_same_numbers(got[k], want[k], f"{path}/{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), path
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_same_numbers(g, w, f"{path}[{i}]")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, abs=1e-4), path
+    else:
+        assert got == want, path
+
+
 @pytest.mark.slow  # embeds the held-out passages (~30 s)
 def test_metrics_describe_the_shipped_heads(tmp_path: Path) -> None:
     """``train_emotion.py --evaluate`` re-measures the shipped heads on the committed held-out passages
@@ -579,7 +596,9 @@ def test_metrics_describe_the_shipped_heads(tmp_path: Path) -> None:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(metrics.read_text()) == json.loads((DATA / "emotion_metrics.json").read_text())
+    _assert_same_numbers(
+        json.loads(metrics.read_text()), json.loads((DATA / "emotion_metrics.json").read_text())
+    )
     assert (tmp_path / "d.png").stat().st_size > 10_000
     assert "writer t2a (10 passages)" in done.stdout
 
