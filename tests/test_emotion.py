@@ -409,18 +409,13 @@ def test_a_one_phrase_talk_is_read_by_the_phrase_head(embedded: EmbeddedClassifi
     talks = [embedded.classify_sequence([r["text"]])[0] for r in held_out]
     np.testing.assert_allclose([s.scores for s in talks], [s.scores for s in alone], atol=1e-6)  # batching
     assert f1_score([r["label"] for r in held_out], [s.label for s in talks], average="macro") >= 0.85
-    assert embedded.classify_sequence(["", "I am so angry with you!", " "])[1] == alone_of(
-        embedded, "I am so angry with you!"
-    )
+    angry = "I am so angry with you!"
+    assert embedded.classify_sequence(["", angry, " "])[1] == embedded.classify([angry])[0]
     assert embedded.context is not None
     e = embedded.encoder.encode(["Hello there.", "I am so angry with you!"])
     lp = np.log(embedded.head.predict_proba(e))
     pair = embedded.classify_sequence(["Hello there.", "I am so angry with you!"])
     np.testing.assert_allclose([s.scores for s in pair], embedded.context.predict_proba(e, lp), atol=1e-9)
-
-
-def alone_of(embedded: EmbeddedClassifier, text: str) -> EmotionScores:
-    return embedded.classify([text])[0]
 
 
 def test_other_languages_stay_neutral_with_a_warning(embedded: EmbeddedClassifier) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "services"))
 
+from devtools.emotion_eval import writer_of  # noqa: E402
 from devtools.train_emotion import DATA, CachedEncoder, load_corpus, load_passages  # noqa: E402
 from moodbgm.types import EMOTIONS  # noqa: E402
 
@@ -28,8 +29,9 @@ VARIANTS = ("corpus only", "corpus + clear passage sentences", "corpus + all pas
 
 
 def writer(passage_id: str) -> str:
-    m = re.match(r"^(w\d[a-z])-", passage_id)
-    return m[1] if m else "first round"
+    """``writer_of`` for a train passage: the first round's ids carry no writer prefix."""
+    w = writer_of(passage_id)
+    return w if re.fullmatch(r"w\d[a-z]", w) else "first round"
 
 
 def main() -> int:

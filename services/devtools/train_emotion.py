@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "services"))
 
 from devtools.emotion_eval import (  # noqa: E402
     ECE_BINS,
+    HELD_OUT,
     context_logits,
     evaluate,
     report,
@@ -477,7 +478,7 @@ def evaluate_shipped(
     """``--evaluate``: the held-out numbers of the shipped heads, without training (a minute, not 40):
     rewrites ``evaluation`` and the test thresholds in the metrics file and redraws the diagram."""
     head, context = LinearHead.load(args.head), load_context_head(args.context)
-    enc = {s: encode_passages(encoder, head, by_split[s]) for s in ("test", "style")}
+    enc = {s: encode_passages(encoder, head, by_split[s]) for s in HELD_OUT}
     metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
     if abs(metrics["context_head"]["temperature"] - context.temperature) > 1e-4:
         raise SystemExit(f"{args.metrics} does not describe {args.context}; retrain")
@@ -541,9 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("phrase head: C=%s, temperature %.3f, corpus held-out macro-F1 %.4f", best_c, head_t,
              f1_score(y[test], corpus_pred, average="macro"))  # fmt: skip
 
-    # 2. context head chosen by grouped cross-validation on the fitting passages; its temperature
-    #    from the same folds' out-of-fold logits (cross-fitted calibration), then fitted on them all
-    enc = {s: encode_passages(encoder, head, ps) for s, ps in by_split.items()}
+    # 2. context head chosen by grouped cross-validation on the fitting passages, then fitted on them
+    #    all; its temperature on the calib passages, unseen (``fit_final``)
+    enc = {s: encode_passages(encoder, head, by_split[s]) for s in HELD_OUT}
     fit = encode_passages(encoder, head, fitting)
     choice = choose_context(fit)
     context, pool_record = fit_final(fit, choice, encoder, head)

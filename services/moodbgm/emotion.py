@@ -434,10 +434,11 @@ class EmbeddedClassifier:
         if keep:
             emb = self.encoder.encode([texts[i].strip() for i in keep])
             probs = self.head.predict_proba(emb)
-            if in_context and self.context is None:
-                raise ModelNotFoundError("this classifier has no context head; build it with one")
-            if in_context and self.context is not None and len(keep) >= MIN_CONTEXT_PHRASES:
-                probs = self.context.predict_proba(emb, np.log(np.clip(probs, 1e-12, None)))
+            if in_context:
+                if self.context is None:
+                    raise ModelNotFoundError("this classifier has no context head; build it with one")
+                if len(keep) >= MIN_CONTEXT_PHRASES:
+                    probs = self.context.predict_proba(emb, np.log(np.clip(probs, 1e-12, None)))
             for i, p in zip(keep, probs, strict=True):
                 result[i] = EmotionScores.from_probs(p)
         return result
