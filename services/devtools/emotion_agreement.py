@@ -1,4 +1,4 @@
-"""How far the held-out test labels are a matter of opinion: two annotators relabelled the 70 test
+"""How far the held-out test labels are a matter of opinion: two annotators relabelled the 110 test
 passages of ``emotion_passages.txt`` blind (``emotion_corpus/annotator_*.txt``; their brief is
 ``emotion_corpus/brief_annotators.md``), and this compares them with the writers' labels and with the
 shipped context model.
