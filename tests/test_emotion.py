@@ -531,36 +531,6 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
     assert writers["t"]["phrase_macro_f1"] == round(5 / 7, 4)  # over all 7 labels; 2 absent score 0
 
 
-def test_stacking_reads_each_passage_with_a_phrase_head_that_never_saw_it() -> None:
-    """``emotion_stacking.stack``: passage sentences with random labels are memorised by a phrase head
-    fitted on them (the shipped one), so an in-sample reading would be nearly always right; the
-    cross-fitted reading the context heads are trained on must be near chance, as on a new transcript."""
-    from devtools.emotion_stacking import Corpus, stack
-    from devtools.train_emotion import Encoded
-
-    rng = np.random.default_rng(0)
-    dim, k = 96, len(EMOTIONS)
-    centres = rng.normal(size=(k, dim)) * 3
-    cy = np.repeat(np.arange(k), 20)
-    corpus = Corpus(centres[cy] + rng.normal(size=(len(cy), dim)), cy)
-    labels = [tuple(EMOTIONS[i] for i in rng.integers(0, k, 4)) for _ in range(30)]
-    passages = tuple(
-        Passage(f"p{j}", "chat", "train", tuple(f"s{i}" for i in range(4)), ls, (frozenset(),) * 4)
-        for j, ls in enumerate(labels)
-    )
-    emb = tuple(rng.normal(size=(4, dim)) * 3 for _ in passages)
-    data = Encoded(passages, emb, tuple(np.full((4, k), np.nan) for _ in passages))
-    stacked = stack(corpus, data, (1.0, 100.0))
-    y = data.y
-    assert stacked.cv_macro_f1[str(stacked.c)] == max(stacked.cv_macro_f1.values())
-    logp = np.vstack(stacked.data.logp)
-    assert np.allclose(np.exp(logp).sum(1), 1.0) and stacked.data.emb is data.emb
-    assert (logp.argmax(1) == y).mean() < 0.35  # chance is 1/7
-    assert (stacked.head.predict_proba(np.vstack(emb)).argmax(1) == y).mean() > 0.9
-    assert (stacked.head.predict_proba(corpus.x).argmax(1) == cy).mean() > 0.9
-    assert stacked.head.temperature > 1.0  # out-of-fold logits on noise are overconfident
-
-
 def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:
     """The agreement study (``devtools/emotion_agreement.py``, README): both blind relabellings of the
     test passages still match the corpus sentence for sentence and agree with the writers' labels far

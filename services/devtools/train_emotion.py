@@ -6,10 +6,8 @@
 Two hand-written corpora in ``services/moodbgm/data/``:
 
 * ``emotion_corpus.jsonl`` ({"text", "label", "split"}): single sentences. The *phrase head* (multinomial
-  logistic regression over all-MiniLM-L6-v2 embeddings) is fitted on its train split and the fitting
-  passages' sentences, cross-fitted so that the context heads read passages it never saw
-  (``emotion_stacking``); C is chosen by its out-of-fold macro-F1 on those sentences. The corpus' test
-  split is evaluated once.
+  logistic regression over all-MiniLM-L6-v2 embeddings) is fitted on its train split, C chosen by 5-fold
+  stratified cross-validation; its test split is evaluated once.
 * ``emotion_passages.txt``: multi-sentence passages with a label per sentence (format in its header),
   split by whole passage into train / calib / test / style (style: held-out passages in transcribed-
   speech style). train + calib are the *fitting* passages. The *context head* is chosen among
@@ -21,7 +19,7 @@ Two hand-written corpora in ``services/moodbgm/data/``:
   as real transcripts are. The winner is then fitted on all fitting passages.
 
 Calibration: one temperature for each head, fitted by negative log-likelihood on predictions for
-sentences the head never saw: the phrase head's on its out-of-fold logits, the context head's on
+sentences the head never saw: the phrase head's on the fitting passages' sentences, the context head's on
 the calib passages, read (alone and joined into long talks) by the chosen head fitted on the train
 passages only (``fit_final``); the shipped head is fitted on train + calib. The fitted GRUs are cached
 by digest in ``.cache/emotion-gru`` (git-ignored), so a re-run that changes only the choosing or the
@@ -63,7 +61,6 @@ from devtools.emotion_eval import (  # noqa: E402
     softmax_t,
     threshold_table,
 )
-from devtools.emotion_stacking import C_GRID, Corpus, Stacked, fit_temperature, rescore, stack  # noqa: E402
 from devtools.emotion_talks import (  # noqa: E402
     LONG_TALK,
     cross_fitted_pool,
@@ -89,6 +86,7 @@ from moodbgm.types import EMOTIONS  # noqa: E402
 DATA = ROOT / "services" / "moodbgm" / "data"
 DIAGRAM = ROOT / "docs" / "emotion-reliability.png"
 SEED = 0
+C_GRID = (1.0, 2.0, 4.0)
 CONTEXT_GRID = {  # kind: (decays, Cs)
     # C 8 and the topic features ("full", decay 0.5, C 4) never beat this in earlier rounds (README).
     "both": ((0.5,), (4.0,)),
@@ -217,6 +215,38 @@ def check_passages(passages: Sequence[Passage], corpus_texts: Sequence[str]) -> 
 # ------------------------------------------------------------------------------------ fitting
 
 
+def train_phrase_head(x: np.ndarray, y: np.ndarray) -> tuple[LinearHead, float, dict[str, float]]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
+    cv = {}
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=5000, random_state=SEED)
+        cv[str(c)] = float(cross_val_score(model, x, y, cv=folds, scoring="f1_macro").mean())
+        log.info("phrase head C=%-5s cross-validated macro-F1 %.4f", c, cv[str(c)])
+    best = max(C_GRID, key=lambda c: cv[str(c)])
+    model = LogisticRegression(C=best, max_iter=5000, random_state=SEED).fit(x, y)
+    if list(model.classes_) != list(range(len(EMOTIONS))):
+        raise SystemExit("every label must occur in the training split")
+    head = LinearHead(model.coef_.T.astype(np.float64), model.intercept_.astype(np.float64))
+    return head, best, cv
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of ``y`` (bounded search in log space)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
 @dataclass(frozen=True)
 class Encoded:
     """The passages of one split, embedded and scored by the phrase head."""
@@ -295,20 +325,18 @@ def _pool_members(heads: Sequence[Any], choice: Choice) -> tuple[SequenceHead, C
 
 
 def fit_final(
-    raw: Encoded, corpus: Corpus, stacked: Stacked, choice: Choice, encoder: CachedEncoder
+    fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
 ) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
-    """The chosen head fitted on all the fitting passages (``stacked.data``), and a record of the choice.
-    Its temperature is fitted on the ``CALIBRATE_ON`` passages read by the same head fitted without them,
-    phrase head included (both readings: passages alone and joined into long talks): a model of nearly the
-    final one's strength on passages it never saw. A pool takes the best-ranked weights that keep every
-    part of the demo and storm samples' transcripts (``sample_parts``) in the timeline."""
-    heads = [_fit_context(stacked.data, *m) for m in choice.members]
-    calib_idx = [i for i, p in enumerate(raw.passages) if p.split == CALIBRATE_ON]
-    rest = [i for i in range(len(raw.passages)) if i not in calib_idx]
-    without = stack(corpus, raw.subset(rest), (stacked.c,))
-    probe = [_fit_context(without.data, *m) for m in choice.members]
-    calib = rescore(raw.subset(calib_idx), without.head)
-    readings = (calib, join_talks(calib))
+    """The chosen head fitted on all the fitting passages, and a record of the choice. Its temperature is
+    fitted on the ``CALIBRATE_ON`` passages read by the same head fitted without them (both readings:
+    passages alone and joined into long talks): a model of nearly the final one's strength on passages it
+    never saw. A pool takes the best-ranked weights that keep every part of the demo and storm samples'
+    transcripts (``sample_parts``) in the timeline."""
+    heads = [_fit_context(fit, *m) for m in choice.members]
+    calib_idx = [i for i, p in enumerate(fit.passages) if p.split == CALIBRATE_ON]
+    without = fit.subset([i for i, p in enumerate(fit.passages) if p.split != CALIBRATE_ON])
+    probe = [_fit_context(without, *m) for m in choice.members]
+    readings = (fit.subset(calib_idx), join_talks(fit.subset(calib_idx)))
     y2 = np.concatenate([r.y for r in readings])
     record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, unseen"}
     if not choice.pool_ranking:
@@ -320,7 +348,7 @@ def fit_final(
         unseen = PooledHead(probe_sequence, probe_regression, w)
         t = fit_temperature(np.vstack([context_logits(unseen, r) for r in readings]), y2)
         head = PooledHead(sequence, regression, w, t)
-        parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), stacked.head, head))
+        parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
         ok = all(want == got for want, got in parts.values())
         record["tried"].append({"weights": w, "rank": rank, "samples_keep_every_part": ok, "samples": parts})
         log.info("pool weights %s (rank %d), temperature %.3f: samples %s", w, rank, t, parts)
@@ -354,24 +382,18 @@ def candidate_name(kind: str, decay: float, value: float) -> str:
     )
 
 
-def choose_context(raw: Encoded, corpus: Corpus, c: float) -> Choice:
+def choose_context(train: Encoded) -> Choice:
     """The candidate with the best macro-F1 under 5-fold cross-validation grouped by passage, the mean
     of its scores on the held-out passages alone and joined into long talks (``join_talks``). One more
     candidate, ``POOL``: the best GRU, the best regression and the phrase head pooled, its weights fitted
-    on both readings' logits (``emotion_talks.cross_fitted_pool``). Each fold repeats the whole fitting:
-    its phrase head (C ``c``) is stacked on the fold's fitting passages alone (``emotion_stacking.stack``)
-    and reads its held-out passages as it would a transcript."""
+    on both readings' logits (``emotion_talks.cross_fitted_pool``)."""
     from sklearn.metrics import f1_score
     from sklearn.model_selection import KFold
 
-    folds = list(KFold(n_splits=5, shuffle=True, random_state=SEED).split(np.arange(len(raw.passages))))
-    offsets = np.cumsum([0] + [len(p.texts) for p in raw.passages])
+    folds = list(KFold(n_splits=5, shuffle=True, random_state=SEED).split(np.arange(len(train.passages))))
+    offsets = np.cumsum([0] + [len(p.texts) for p in train.passages])
     rows = [np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]) for _, idx in folds]
-    y = raw.y
-    fold_data = []  # (the fold's fitting passages, stacked; its held-out passages, read by its phrase head)
-    for fit_idx, val_idx in folds:
-        inner = stack(corpus, raw.subset(fit_idx), (c,))
-        fold_data.append((inner.data, rescore(raw.subset(val_idx), inner.head)))
+    y = train.y
 
     def f1(logits: np.ndarray) -> float:
         return round(float(np.mean([f1_score(y[r], logits[r].argmax(1), average="macro") for r in rows])), 4)
@@ -380,16 +402,15 @@ def choose_context(raw: Encoded, corpus: Corpus, c: float) -> Choice:
     cands = {candidate_name(*c): c for c in _candidates()}
     for cand in cands.values():
         alone, joined = np.zeros((len(y), len(EMOTIONS))), np.zeros((len(y), len(EMOTIONS)))
-        for (fold_fit, val), val_rows in zip(fold_data, rows, strict=True):
-            head = _fit_context(fold_fit, *cand)
+        for (fit_idx, val_idx), val_rows in zip(folds, rows, strict=True):
+            head = _fit_context(train.subset(fit_idx), *cand)
+            val = train.subset(val_idx)
             alone[val_rows] = context_logits(head, val)
             joined[val_rows] = context_logits(head, join_talks(val))
         name = candidate_name(*cand)
         oof[name] = (alone, joined)
         log.info("context %-24s cv macro-F1 %.4f, in long talks %.4f", name, f1(alone), f1(joined))
-    phrase = np.zeros((len(y), len(EMOTIONS)))
-    for (_, val), val_rows in zip(fold_data, rows, strict=True):
-        phrase[val_rows] = np.vstack(val.logp)
+    phrase = np.vstack(train.logp)
 
     def best_of(kinds: tuple[str, ...]) -> str:
         return max((n for n in oof if n.split()[0] in kinds), key=lambda n: f1(oof[n][0]))
@@ -440,16 +461,15 @@ class CachedEncoder:
         return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
 
-def embed_passages(encoder: CachedEncoder, passages: Sequence[Passage]) -> Encoded:
-    """``passages`` embedded, not yet scored: their log-probabilities are NaN (``rescore`` fills them)."""
-    emb = encoder.encode([t for p in passages for t in p.texts])
-    ends = np.cumsum([0] + [len(p.texts) for p in passages])
-    split = tuple(emb[a:b] for a, b in itertools.pairwise(ends))
-    return Encoded(tuple(passages), split, tuple(np.full((len(e), len(EMOTIONS)), np.nan) for e in split))
-
-
 def encode_passages(encoder: CachedEncoder, head: LinearHead, passages: Sequence[Passage]) -> Encoded:
-    return rescore(embed_passages(encoder, passages), head)
+    emb = encoder.encode([t for p in passages for t in p.texts])
+    logp = np.log(np.clip(head.predict_proba(emb), 1e-12, None))
+    ends = np.cumsum([0] + [len(p.texts) for p in passages])
+    return Encoded(
+        tuple(passages),
+        tuple(emb[a:b] for a, b in itertools.pairwise(ends)),
+        tuple(logp[a:b] for a, b in itertools.pairwise(ends)),
+    )
 
 
 def evaluate_shipped(
@@ -511,22 +531,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluate:
         return evaluate_shipped(args, encoder, by_split)
 
-    # 1. phrase head on the sentence corpus and the fitting passages' sentences, cross-fitted; its
-    #    temperature on its out-of-fold logits (``emotion_stacking.stack``)
-    corpus = Corpus(emb[~test], y[~test])
-    raw = embed_passages(encoder, [p for p in passages if p.split in FIT_SPLITS])
-    stacked = stack(corpus, raw, C_GRID)
-    head, best_c, head_t, fit = stacked.head, stacked.c, stacked.head.temperature, stacked.data
+    # 1. phrase head on the sentence corpus; temperature on the fitting passages' sentences (never
+    #    seen by the phrase head)
+    head, best_c, cv = train_phrase_head(emb[~test], y[~test])
+    fitting = [p for p in passages if p.split in FIT_SPLITS]
+    raw = encode_passages(encoder, head, fitting)
+    head_t = fit_temperature(np.vstack([head.logits(e) for e in raw.emb]), raw.y)
+    head = LinearHead(head.weight, head.bias, temperature=head_t)
     corpus_pred = head.predict_proba(emb[test]).argmax(1)
     log.info("phrase head: C=%s, temperature %.3f, corpus held-out macro-F1 %.4f", best_c, head_t,
              f1_score(y[test], corpus_pred, average="macro"))  # fmt: skip
 
-    # 2. context head chosen by grouped cross-validation on the fitting passages (nested: each fold
-    #    stacks its own phrase head), then fitted on them all; its temperature on the calib passages,
-    #    unseen (``fit_final``)
+    # 2. context head chosen by grouped cross-validation on the fitting passages, then fitted on them
+    #    all; its temperature on the calib passages, unseen (``fit_final``)
     enc = {s: encode_passages(encoder, head, by_split[s]) for s in HELD_OUT}
-    choice = choose_context(raw, corpus, best_c)
-    context, pool_record = fit_final(raw, corpus, stacked, choice, encoder)
+    fit = encode_passages(encoder, head, fitting)
+    choice = choose_context(fit)
+    context, pool_record = fit_final(fit, choice, encoder, head)
     ctx_t = context.temperature
     log.info("context head: %s, temperature %.3f", choice.name, ctx_t)
 
@@ -545,14 +566,12 @@ def main(argv: list[str] | None = None) -> int:
         "encoder": ENCODER_NAME,
         "seed": SEED,
         "phrase_head": {
-            "model": "multinomial logistic regression on the sentence embedding, fitted on the sentence "
-            "corpus' train split and the fitting passages' sentences",
+            "model": "multinomial logistic regression on the sentence embedding",
             "C": best_c,
-            "cv_macro_f1": stacked.cv_macro_f1,
-            "cv": "out-of-fold on the fitting passages' sentences, 5 folds by passage (emotion_stacking)",
+            "cv_macro_f1": cv,
             "temperature": round(head_t, 4),
             "corpus_test": scores(y[test], corpus_pred),
-            "n_train": int((~test).sum()) + len(fit.y),
+            "n_train": int((~test).sum()),
         },
         "context_head": {
             "kind": context.kind,
