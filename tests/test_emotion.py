@@ -555,6 +555,26 @@ def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:
         read_annotation(stale, passages)
 
 
+def test_the_transcribed_decision_passages_match_the_written_ones() -> None:
+    """``emotion_corpus/decision_transcribed.txt`` (README, the context encoder): the decision writers'
+    train passages re-rendered as raw transcripts keep every id, label and tag, and only the texts
+    change, to lower-case words without punctuation but apostrophes."""
+    from devtools.emotion_agreement import ANNOTATIONS
+
+    written = {p.id: p for p in load_passages(PASSAGES) if p.split == "train" and writer_of(p.id) in DECISION}
+    spoken = load_passages(ANNOTATIONS / "decision_transcribed.txt")
+    assert [p.id for p in spoken] == list(written) and len(spoken) == 200
+    for p in spoken:
+        w = written[p.id]
+        assert (p.kind, p.split, p.labels, p.tags) == (w.kind, w.split, w.labels, w.tags), p.id
+        assert all(re.fullmatch(r"[\w' ]+", t) for t in p.texts), p.id
+    changed = [a != b for p in spoken for a, b in zip(p.texts, written[p.id].texts, strict=True)]
+    assert all(changed)
+
+
+DECISION = ("w6e", "w6f", "w6g", "w6h")  # protocol_t4.md
+
+
 def _assert_same_numbers(got: object, want: object, path: str = "") -> None:
     """``got == want``, but floats within 1e-4: the encoder's float sums depend on how the sentences are
     batched (an empty embedding cache batches them differently), about 1e-7 in a confidence."""
