@@ -1,5 +1,6 @@
-"""How far the held-out test labels are a matter of opinion: two annotators relabelled the 110 test
-passages of ``emotion_passages.txt`` blind (``emotion_corpus/annotator_*.txt``; their brief is
+"""How far the held-out test labels are a matter of opinion: the test passages of
+``emotion_passages.txt`` were relabelled blind, each round by two annotators whose labels are appended
+to the same two files (``emotion_corpus/annotator_*.txt``; their brief is
 ``emotion_corpus/brief_annotators.md``), and this compares them with the writers' labels and with the
 shipped context model.
 
