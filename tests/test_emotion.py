@@ -468,9 +468,9 @@ def test_held_out_passages(
     held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
     """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers).
-    Test split, 190 passages (30 by the train passages' first hand, 160 by sixteen writers who saw only
-    the train passages): macro-F1 0.698 in context vs 0.433 alone, 0.680 joined into long talks;
-    ambiguous sentences 0.58 vs 0.35; ECE 0.025 (0.026 in long talks); greetings 99 % neutral or joy.
+    Test split, 230 passages (30 by the train passages' first hand, 200 by twenty writers who saw only
+    the train passages): macro-F1 0.687 in context vs 0.423 alone, 0.673 joined into long talks;
+    ambiguous sentences 0.58 vs 0.34; ECE 0.022 (0.022 in long talks); greetings 99 % neutral or joy.
     The first round's 30: 0.857. Out-of-style: 0.864 vs 0.493, ECE 0.043 (0.077 in long talks). The issue's
     done-when asks for macro-F1 >= 0.85 (missed on the later writers' passages), >= 10 points on the
     ambiguous ones and ECE <= 0.08 (met). Floors leave room for a sentence or two to flip on another
@@ -480,7 +480,7 @@ def test_held_out_passages(
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor, max_ece, max_long_ece in (("test", 0.69, 0.08, 0.08), ("style", 0.84, 0.065, 0.09)):
+    for split, floor, max_ece, max_long_ece in (("test", 0.68, 0.08, 0.08), ("style", 0.84, 0.065, 0.09)):
         passages, alone, ctx, long = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
@@ -534,18 +534,18 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
 def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:
     """The agreement study (``devtools/emotion_agreement.py``, README): both blind relabellings of the
     test passages still match the corpus sentence for sentence and agree with the writers' labels far
-    above the model (macro-F1 0.924 and 0.923 against the model's 0.698); a stale file is refused. The
-    third, fourth and fifth rounds' 40 passages each were relabelled by two more annotators each, appended
-    to the same files."""
+    above the model (macro-F1 0.921 and 0.917 on all 230 test passages); a stale file is refused. The
+    third to sixth rounds' 40 passages each were relabelled by two more annotators each, appended to the
+    same files."""
     from devtools.emotion_agreement import ANNOTATIONS, read_annotation, table
 
     passages = [p for p in load_passages(PASSAGES) if p.split == "test"]
     labels = {who: read_annotation(ANNOTATIONS / f"annotator_{who}.txt", passages) for who in ("a", "b")}
     rows = table(passages, labels)
     assert list(rows) == [
-        "all (1267 sentences)",
+        "all (1539 sentences)",
         "first round (174 sentences)",
-        "later writers (1093 sentences)",
+        "later writers (1365 sentences)",
     ]
     for row in rows.values():
         assert row["a"]["macro_f1"] >= 0.85 and row["b"]["macro_f1"] >= 0.85, row
