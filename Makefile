@@ -8,7 +8,7 @@ SAMPLE := samples/demo.mp4
 SAMPLE2 := samples/storm.mp4
 DEMO_OUT ?= out/demo
 
-.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-serve bench-music bench-gpu lora-smoke up down clean sample
+.PHONY: setup system demo test test-fast lint fmt typecheck bench bench-serve bench-music bench-gpu lora-smoke train-emotion up down clean sample
 
 setup: system $(STAMP)
 
@@ -65,6 +65,13 @@ bench-gpu: setup
 
 lora-smoke: setup
 	$(PY) -m lora.smoke
+
+# Retrain the emotion classifier from the corpora (about 1 h 45 min on 2 cores; README, Emotion classifier).
+train-emotion: setup
+	$(PY) services/devtools/train_emotion.py
+	$(PY) services/devtools/train_context_encoder.py --hold-out
+	$(PY) services/devtools/train_context_encoder.py
+	$(PY) services/devtools/train_emotion.py --evaluate
 
 up: setup
 	@bash services/scripts/up.sh

@@ -35,6 +35,7 @@ from moodbgm.emotion import (
     topic_mean,
     window_mean,
 )
+from moodbgm.emotion_encoder import ContextBlend
 from moodbgm.errors import InputError, ModelNotFoundError
 from moodbgm.types import EMOTIONS, EmotionScores, Phrase, Transcript
 
@@ -411,11 +412,14 @@ def test_a_one_phrase_talk_is_read_by_the_phrase_head(embedded: EmbeddedClassifi
     assert f1_score([r["label"] for r in held_out], [s.label for s in talks], average="macro") >= 0.85
     angry = "I am so angry with you!"
     assert embedded.classify_sequence(["", angry, " "])[1] == embedded.classify([angry])[0]
-    assert embedded.context is not None
-    e = embedded.encoder.encode(["Hello there.", "I am so angry with you!"])
+    assert isinstance(embedded.context, ContextBlend)
+    texts = ["Hello there.", "I am so angry with you!"]
+    e = embedded.encoder.encode(texts)
     lp = np.log(embedded.head.predict_proba(e))
-    pair = embedded.classify_sequence(["Hello there.", "I am so angry with you!"])
-    np.testing.assert_allclose([s.scores for s in pair], embedded.context.predict_proba(e, lp), atol=1e-9)
+    pair = embedded.classify_sequence(texts)
+    np.testing.assert_allclose(
+        [s.scores for s in pair], embedded.context.predict_proba(e, lp, texts), atol=1e-9
+    )
 
 
 def test_other_languages_stay_neutral_with_a_warning(embedded: EmbeddedClassifier) -> None:

