@@ -66,7 +66,7 @@ bench-gpu: setup
 lora-smoke: setup
 	$(PY) -m lora.smoke
 
-# Retrain the emotion classifier from the corpora (about 1 h 45 min on 2 cores; README, Emotion classifier).
+# Retrain the emotion classifier from the corpora (about 2 h on 2 cores; README, Emotion classifier).
 train-emotion: setup
 	$(PY) services/devtools/train_emotion.py
 	$(PY) services/devtools/train_context_encoder.py --hold-out
