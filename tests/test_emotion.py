@@ -467,24 +467,25 @@ def _labels(passages: list[Passage]) -> np.ndarray:
     return np.array([EMOTIONS.index(label) for p in passages for label in p.labels])
 
 
-@pytest.mark.slow  # embeds ~590 held-out sentences
+@pytest.mark.slow  # reads ~1,700 held-out sentences three ways
 def test_held_out_passages(
     held_out: dict[str, tuple[list[Passage], np.ndarray, np.ndarray, np.ndarray]],
 ) -> None:
-    """The shipped model on passages it never saw (README, Emotion classifier, reports the numbers).
-    Test split, 230 passages (30 by the train passages' first hand, 200 by twenty writers who saw only
-    the train passages): macro-F1 0.687 in context vs 0.423 alone, 0.673 joined into long talks;
-    ambiguous sentences 0.58 vs 0.34; ECE 0.022 (0.022 in long talks); greetings 99 % neutral or joy.
-    The first round's 30: 0.857. Out-of-style: 0.864 vs 0.493, ECE 0.043 (0.077 in long talks). The issue's
-    done-when asks for macro-F1 >= 0.85 (missed on the later writers' passages), >= 10 points on the
-    ambiguous ones and ECE <= 0.08 (met). Floors leave room for a sentence or two to flip on another
+    """The shipped model (the context head blended with the context encoder) on passages it never saw
+    (README, Emotion classifier, reports the numbers). Test split, 230 passages (30 by the train passages'
+    first hand, 200 by twenty writers who saw only the train passages): macro-F1 0.730 in context vs
+    0.423 alone (0.687 with the context head alone), 0.712 joined into long talks; ambiguous sentences
+    0.64 vs 0.34; ECE 0.029 (0.041 in long talks); greetings 99 % neutral or joy. The first round's 30:
+    0.864. Out-of-style: 0.856 vs 0.493, ECE 0.058 (0.066 in long talks). The issue's done-when asks
+    for macro-F1 >= 0.85 (missed on the later writers' passages), >= 10 points on the ambiguous ones and
+    ECE <= 0.08 (met). Floors leave room for a sentence or two to flip on another
     CPU (the encoder's float sums), no more: the numbers are deterministic numpy."""
     from sklearn.metrics import f1_score
 
     def macro(y: np.ndarray, probs: np.ndarray) -> float:
         return float(f1_score(y, probs.argmax(1), average="macro"))
 
-    for split, floor, max_ece, max_long_ece in (("test", 0.68, 0.08, 0.08), ("style", 0.84, 0.065, 0.09)):
+    for split, floor, max_ece, max_long_ece in (("test", 0.72, 0.08, 0.08), ("style", 0.84, 0.065, 0.09)):
         passages, alone, ctx, long = held_out[split]
         y = _labels(passages)
         assert macro(y, ctx) >= floor, (split, macro(y, ctx))
@@ -501,7 +502,7 @@ def test_held_out_passages(
     passages, _, ctx, _ = held_out["test"]
     first = np.array([writer_of(p.id) == "t" for p in passages for _ in p.texts])
     y = _labels(passages)
-    assert macro(y[first], ctx[first]) >= 0.84  # the train passages' first hand: 0.857
+    assert macro(y[first], ctx[first]) >= 0.84  # the train passages' first hand: 0.864
 
 
 def test_bootstrap_and_writers_on_a_toy() -> None:

@@ -13,7 +13,8 @@ PyTorch on the CPU; seed 0.
 ``--hold-out`` fits on the train passages of all but the decision writers (``DECISION_WRITERS``,
 ``emotion_corpus/protocol_t6.md``) and keeps that encoder in ``DEV_HEAD``. The default fits on all the
 train passages, fits the temperature on the calib passages (alone and joined into long talks, unseen),
-chooses the blend with the context head on the decision writers (``choose_blend``) and writes
+chooses the blend with the context head on the decision writers and fits its temperature on them and
+the calib passages (``choose_blend``), and writes
 ``emotion_context_encoder.npz`` and the ``context_encoder`` record of ``emotion_metrics.json``;
 ``--blend-only`` chooses the blend of the shipped encoder again (after the context head is retrained).
 """
