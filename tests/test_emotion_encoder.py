@@ -92,6 +92,45 @@ def test_a_delta_for_a_weight_the_model_lacks_is_refused(fitted_like) -> None:  
         ContextEncoderHead(**{**vars(head), "temperature": 0.0})
 
 
+def test_the_adapters_share_the_sentence_encoders_weights(fitted_like, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """``NumpyBert.with_delta`` (how ``build_classifier`` gives the context encoder its MiniLM): the same
+    hidden states, bit for bit, as a model file with the adapters merged in, while the weights the
+    adapters leave alone (the embedding tables) are the sentence encoder's own arrays, not a second copy,
+    and the sentence encoder reads as before."""
+    from safetensors.numpy import load_file, save_file
+
+    from moodbgm.emotion import default_encoder_path
+    from moodbgm.minilm import NumpyBert
+
+    _, head = fitted_like
+    path, delta = default_encoder_path(), head.delta()
+    raw = load_file(str(path / "model.safetensors"))
+    prefix = "bert." if "bert.embeddings.word_embeddings.weight" in raw else ""
+    merged = {k: v.astype(np.float32) for k, v in raw.items()}
+    for name, d in delta.items():
+        merged[prefix + name] = merged[prefix + name] + d
+    (tmp_path / "config.json").write_text((path / "config.json").read_text())
+    save_file(merged, str(tmp_path / "model.safetensors"))
+
+    base = NumpyBert(path)
+    ids = np.array([[101, 7592, 2088, 1010, 2129, 2024, 2017, 102], [101, 2748, 102, 0, 0, 0, 0, 0]])
+    mask = (ids > 0).astype(np.float32)
+    before = base(ids, mask)
+    view = base.with_delta(delta)
+    assert np.array_equal(view(ids, mask), NumpyBert(tmp_path)(ids, mask))
+    assert np.array_equal(base(ids, mask), before)  # the base model is untouched
+    word = "embeddings.word_embeddings.weight"
+    assert view._w[word] is base._w[word]
+    changed = {n for n in view._w if view._w[n] is not base._w[n]}
+    assert changed == set(delta) - {n for n in delta if ".attention.self." in n} | {
+        n for n in view._w if n.endswith("qkv.weight")
+    }, sorted(changed ^ set(delta))[:5]  # the adapted layers and norms only: no embedding table
+    encoder = ContextEncoder(head, base=base)
+    assert np.array_equal(encoder.logits(TALK), ContextEncoder(head).logits(TALK))
+    with pytest.raises(ValueError, match="base model"):
+        ContextEncoder(head, model_dir=tmp_path, base=base)
+
+
 class _FixedHead:
     """A context head that reads every phrase as ``probs``."""
 

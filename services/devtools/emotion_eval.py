@@ -234,12 +234,13 @@ def evaluate(
                 "context": scores(talks.y, ctx.argmax(1)),
                 "ece": round(ece(ctx, talks.y)[0], 4),
             }
+    reading = "blend" if isinstance(context, ContextBlend) else "context head"
     reliability_diagram(
         diagram,
         {
             "phrase head, test passages": (probs["test"][0], enc["test"].y),
-            "context head, test passages": (probs["test"][1], enc["test"].y),
-            "context head, out-of-style": (probs["style"][1], enc["style"].y),
+            f"{reading}, test passages": (probs["test"][1], enc["test"].y),
+            f"{reading}, out-of-style": (probs["style"][1], enc["style"].y),
         },
     )
     return evaluation, threshold_table(probs["test"][1], enc["test"].y)

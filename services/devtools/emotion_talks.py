@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from moodbgm.emotion_sequence import log_softmax
+
 if TYPE_CHECKING:
     from devtools.train_emotion import Encoded
     from moodbgm.emotion import EmotionClassifier
@@ -64,11 +66,6 @@ def join_talks(data: Encoded, size: int = LONG_TALK) -> Encoded:
         tuple(np.vstack([data.emb[i] for i in g]) for g in groups),
         tuple(np.vstack([data.logp[i] for i in g]) for g in groups),
     )
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
 
 
 def pool(weights: Sequence[float], parts: Sequence[np.ndarray]) -> np.ndarray:

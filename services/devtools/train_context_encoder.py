@@ -17,6 +17,12 @@ chooses the blend with the context head on the decision writers and fits its tem
 the calib passages (``choose_blend``), and writes
 ``emotion_context_encoder.npz`` and the ``context_encoder`` record of ``emotion_metrics.json``;
 ``--blend-only`` chooses the blend of the shipped encoder again (after the context head is retrained).
+``--fit-only`` stops after the fit and its temperature (the encoder alone in ``--out``), so that on two cores
+the two fits can run side by side, one thread each, before ``--blend-only``::
+
+    OMP_NUM_THREADS=1 .venv/bin/python services/devtools/train_context_encoder.py --hold-out &
+    OMP_NUM_THREADS=1 .venv/bin/python services/devtools/train_context_encoder.py --fit-only; wait
+    .venv/bin/python services/devtools/train_context_encoder.py --blend-only
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +53,7 @@ from moodbgm.emotion_encoder import (
     WindowShape,
     window_tokens,
 )
+from moodbgm.emotion_sequence import log_softmax
 from moodbgm.files import write_json
 
 log = logging.getLogger("train_context_encoder")
@@ -298,10 +305,13 @@ def calibrated(head: ContextEncoderHead, passages: Sequence[Passage]) -> Context
     return dataclasses.replace(head, temperature=t)
 
 
-def shipped_procedure_logp(fit_passages: Sequence[Passage], dev: Sequence[Passage]) -> dict[str, np.ndarray]:
+Reader = Callable[[Sequence[Passage]], dict[str, np.ndarray]]
+
+
+def shipped_procedure(fit_passages: Sequence[Passage]) -> Reader:
     """The shipped context head's procedure (its members and pool weights, ``emotion_metrics.json``) fitted
-    on ``fit_passages`` and read on ``dev`` alone and joined into long talks: calibrated log-probabilities
-    (the shipped head's temperature)."""
+    on ``fit_passages`` (once: the GRU's fit is most of the blend choice's time), as a reader of passages
+    alone and joined into long talks: calibrated log-probabilities (the shipped head's temperature)."""
     from devtools.emotion_eval import context_logits
     from devtools.emotion_talks import join_talks
     from devtools.train_emotion import (
@@ -321,25 +331,25 @@ def shipped_procedure_logp(fit_passages: Sequence[Passage], dev: Sequence[Passag
     cands = {candidate_name(*c): c for c in _candidates()}
     encoder = CachedEncoder(ROOT / ".cache" / "emotion-embeddings.npz")
     phrase = LinearHead.load(DATA / "emotion_head.npz")  # fitted on the sentence corpus only
-    fit_enc, dev_enc = encode_passages(encoder, phrase, fit_passages), encode_passages(encoder, phrase, dev)
+    fit_enc = encode_passages(encoder, phrase, fit_passages)
     gru, regression = (_fit_context(fit_enc, *cands[m]) for m in record["members"])
     pool = PooledHead(gru, regression, shipped.weights)  # type: ignore[arg-type]
-    return {
-        k: log_softmax(context_logits(pool, d) / shipped.temperature)
-        for k, d in (("alone", dev_enc), ("long", join_talks(dev_enc)))
-    }
 
+    def read_logp(dev: Sequence[Passage]) -> dict[str, np.ndarray]:
+        dev_enc = encode_passages(encoder, phrase, dev)
+        return {
+            k: log_softmax(context_logits(pool, d) / shipped.temperature)
+            for k, d in (("alone", dev_enc), ("long", join_talks(dev_enc)))
+        }
 
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return np.asarray(z - np.log(np.exp(z).sum(axis=1, keepdims=True)))
+    return read_logp
 
 
 def choose_blend(
     passages: Sequence[Passage], head: ContextEncoderHead
 ) -> tuple[tuple[float, float, float], dict[str, object]]:
     """The blend of ``BLEND_GRID`` with the best mean macro-F1 on the decision writers' passages, both
-    models fitted without them (``DEV_HEAD``, ``shipped_procedure_logp``), read as written and as
+    models fitted without them (``DEV_HEAD``, ``shipped_procedure``), read as written and as
     transcribed (``DECISION_TRANSCRIBED``), each alone and in long talks. Its temperature is fitted on
     those rows and on the calib passages' (alone and in long talks, read by ``head``, fitted on the train
     passages, and by the context head's procedure refitted on them), each set weighted equally
@@ -353,9 +363,9 @@ def choose_blend(
     if [(p.id, p.labels) for p in transcribed] != [(p.id, p.labels) for p in written]:
         raise SystemExit(f"{DECISION_TRANSCRIBED} does not match the decision writers' passages")
     dev_head = ContextEncoderHead.load(DEV_HEAD)
-    parts, ys = {}, {}
+    parts, ys, without_them = {}, {}, shipped_procedure(rest)
     for reading, dev in (("written", written), ("transcribed", transcribed)):
-        own, context = read(ContextEncoder(dev_head), dev), shipped_procedure_logp(rest, dev)
+        own, context = read(ContextEncoder(dev_head), dev), without_them(dev)
         for k in ("alone", "long"):
             parts[f"{reading} {k}"] = (context[k], log_softmax(own[k] / dev_head.temperature))
             ys[f"{reading} {k}"] = own["y"]
@@ -364,7 +374,7 @@ def choose_blend(
         log.info("blend context:encoder %g:%g on %s: %s", *w, ",".join(DECISION_WRITERS), by_reading)
     best = max(BLEND_GRID, key=lambda w: sum(scores[w].values()))
     calib = [p for p in passages if p.split == "calib"]
-    own, context = read(ContextEncoder(head), calib), shipped_procedure_logp(train, calib)
+    own, context = read(ContextEncoder(head), calib), shipped_procedure(train)(calib)
     for k in ("alone", "long"):
         parts[f"calib {k}"] = (context[k], log_softmax(own[k] / head.temperature))
         ys[f"calib {k}"] = own["y"]
@@ -389,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=DATA / "emotion_corpus.jsonl")
     ap.add_argument("--hold-out", action="store_true", help=f"fit without {DECISION_WRITERS} (to {DEV_HEAD})")
     ap.add_argument("--blend-only", action="store_true", help="choose the blend of the shipped encoder only")
+    ap.add_argument(
+        "--fit-only",
+        action="store_true",
+        help="fit and calibrate the encoder, write it to --out alone (no blend yet), stop: run --blend-only "
+        "after --hold-out has written its encoder (the two fits may then run side by side)",
+    )
     ap.add_argument("--out", type=Path, default=DATA / "emotion_context_encoder.npz")
     ap.add_argument("--epochs", type=float, default=EPOCHS)
     ap.add_argument("--metrics", type=Path, default=DATA / "emotion_metrics.json")
@@ -412,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
             DEV_HEAD.parent.mkdir(parents=True, exist_ok=True)
             head.save(DEV_HEAD)
             log.info("wrote %s", DEV_HEAD)
+            return 0
+        if args.fit_only:
+            head.save(args.out, seed=np.int64(SEED))
+            log.info("wrote %s (the encoder alone); choose the blend with --blend-only", args.out)
             return 0
     blend, record = choose_blend(passages, head)
     head = dataclasses.replace(head, blend=blend)

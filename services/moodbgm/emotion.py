@@ -29,6 +29,7 @@ import numpy as np
 
 from .devices import resolve_device
 from .emotion_encoder import ContextBlend
+from .emotion_sequence import softmax
 from .errors import InputError, ModelNotFoundError
 from .types import EMOTIONS, EmotionScores, Phrase, Transcript
 
@@ -71,12 +72,6 @@ class EmotionClassifier(Protocol):
 
 def _is_empty(text: str) -> bool:
     return not any(ch.isalnum() for ch in text)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _resolve_device(device: str) -> str:
@@ -125,8 +120,8 @@ class SentenceEncoder:
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tokenizer.no_padding()  # we pad per batch, to the longest text in it
         self._tokenizer.enable_truncation(MAX_TOKENS)
-        self._model = NumpyBert(path)
-        self.dim = self._model.dim
+        self.model = NumpyBert(path)  # the context encoder shares its weights (``emotion_encoder.py``)
+        self.dim = self.model.dim
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors."""
@@ -144,7 +139,7 @@ class SentenceEncoder:
                 n = len(encodings[i].ids)
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1.0
-            hidden = self._model(ids, mask)
+            hidden = self.model(ids, mask)
             pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(
                 mask.sum(axis=1, keepdims=True), 1e-9
             )
@@ -177,7 +172,7 @@ class LinearHead:
         return np.asarray(x.astype(np.float64) @ self.weight + self.bias)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return _softmax(self.logits(x) / self.temperature)
+        return softmax(self.logits(x) / self.temperature)
 
     def save(self, path: Path, **meta: Any) -> None:
         _save_npz(
@@ -316,11 +311,11 @@ class ContextHead:
             raise ValueError(f"context head expects {self.weight.shape[0]} features, got {x.shape[1]}")
         z = np.asarray(x @ self.weight + self.bias)
         if self.stay > 0 and self.prior is not None:
-            return np.log(np.clip(_hmm_marginals(_softmax(z) / self.prior, self.stay), 1e-12, None))
+            return np.log(np.clip(_hmm_marginals(softmax(z) / self.prior, self.stay), 1e-12, None))
         return z
 
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
-        return _softmax(self.logits(emb, logp) / self.temperature)
+        return softmax(self.logits(emb, logp) / self.temperature)
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Its fields as named arrays (``prefix`` + name), as ``save`` writes them."""
@@ -524,7 +519,7 @@ class TransformersClassifier:
 
     def _aggregate(self, logits: np.ndarray) -> np.ndarray:
         """``(n, model_labels)`` logits -> ``(n, 7)`` probabilities."""
-        probs = 1.0 / (1.0 + np.exp(-logits)) if self.multi_label else _softmax(logits)
+        probs = 1.0 / (1.0 + np.exp(-logits)) if self.multi_label else softmax(logits)
         merged = np.zeros((logits.shape[0], len(EMOTIONS)), dtype=np.float64)
         np.add.at(merged.T, self.targets, probs.T)
         return merged / merged.sum(axis=1, keepdims=True)
@@ -575,9 +570,10 @@ def build_classifier(
         )
 
         head = LinearHead.load(Path(model) if model else default_head_path())
-        reader = ContextEncoder(ContextEncoderHead.load(default_context_encoder_path()))
+        sentences = SentenceEncoder(device=device)
+        reader = ContextEncoder(ContextEncoderHead.load(default_context_encoder_path()), base=sentences.model)
         context = ContextBlend(load_context_head(default_context_path()), reader)
-        return EmbeddedClassifier(SentenceEncoder(device=device), head, context)
+        return EmbeddedClassifier(sentences, head, context)
     if backend == "transformers":
         return TransformersClassifier(model or DEFAULT_TRANSFORMERS_MODEL, device=device)
     raise InputError(f"unknown emotion backend {backend!r}; expected embedded or transformers")

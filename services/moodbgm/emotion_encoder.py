@@ -16,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .emotion_sequence import softmax
 from .errors import ModelNotFoundError
+
+if TYPE_CHECKING:
+    from .minilm import NumpyBert
 
 LORA_TARGETS = (  # the dense layers of each block that carry adapters
     "attention.self.query",
@@ -150,13 +154,23 @@ class ContextEncoderHead:
 class ContextEncoder:
     """Scores every phrase of a talk from its window (``ContextEncoderHead`` on the MiniLM weights)."""
 
-    def __init__(self, head: ContextEncoderHead, model_dir: Path | None = None, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        head: ContextEncoderHead,
+        model_dir: Path | None = None,
+        batch_size: int = 32,
+        base: NumpyBert | None = None,
+    ) -> None:
+        """``base``: MiniLM already loaded from ``model_dir`` (the sentence encoder's); the adapters are
+        added to a view of it that shares every weight they leave alone, instead of a second copy."""
         from tokenizers import Tokenizer
 
         from .emotion import default_encoder_path
         from .minilm import NumpyBert
 
         path = Path(model_dir) if model_dir is not None else default_encoder_path()
+        if base is not None and Path(base.model_dir) != path:
+            raise ValueError(f"context encoder: the base model is from {base.model_dir}, not {path}")
         if not (path / "tokenizer.json").is_file():
             raise ModelNotFoundError(f"no MiniLM tokenizer at {path}")
         self.head, self.batch_size = head, batch_size
@@ -167,7 +181,7 @@ class ContextEncoder:
         if cls is None or sep is None:
             raise ModelNotFoundError(f"the tokenizer at {path} has no [CLS] or [SEP] token")
         self._cls, self._sep = cls, sep
-        self._model = NumpyBert(path, delta=head.delta())
+        self._model = (base if base is not None else NumpyBert(path)).with_delta(head.delta())
 
     def tokens(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
@@ -196,9 +210,7 @@ class ContextEncoder:
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        z = self.logits(texts) / self.head.temperature
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        return softmax(self.logits(texts) / self.head.temperature)
 
 
 class ContextHeadLike(Protocol):
@@ -228,6 +240,4 @@ class ContextBlend:
         return np.asarray(out)
 
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        z = self.logits(emb, logp, texts) / self.temperature
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
+        return softmax(self.logits(emb, logp, texts) / self.temperature)

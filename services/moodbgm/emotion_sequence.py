@@ -81,9 +81,16 @@ def member_logits(p: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     return np.asarray(np.concatenate([fwd, bwd, h], axis=-1) @ p["out.weight"].T + p["out.bias"])
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-probabilities of logits ``z`` over the last axis (every head's and the trainers' one copy)."""
     z = z - z.max(axis=-1, keepdims=True)
     return np.asarray(z - np.log(np.exp(z).sum(axis=-1, keepdims=True)))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Probabilities of logits ``z`` over the last axis."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -123,12 +130,12 @@ class SequenceHead:
             first = np.clip(np.arange(n) - self.span // 2, 0, n - self.span)
             windows = x[first[:, None] + np.arange(self.span)]
             row = np.arange(n) - first
-        z = np.mean([_log_softmax(member_logits(m, windows).astype(np.float64)) for m in self.members], 0)
+        z = np.mean([log_softmax(member_logits(m, windows).astype(np.float64)) for m in self.members], 0)
         return np.asarray(z[0] if n <= self.span else z[np.arange(n), row])
 
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
         z = self.logits(emb, logp) / self.temperature
-        return np.exp(_log_softmax(z))
+        return np.exp(log_softmax(z))
 
     def save(self, path: Path, **meta: Any) -> None:
         from .emotion import _save_npz
@@ -173,11 +180,11 @@ class PooledHead:
         """Uncalibrated logits ``(n, 7)`` for one talk."""
         if not len(logp):
             return np.zeros((0, len(EMOTIONS)))
-        parts = (self.sequence.logits(emb, logp), _log_softmax(self.regression.logits(emb, logp)), logp)
+        parts = (self.sequence.logits(emb, logp), log_softmax(self.regression.logits(emb, logp)), logp)
         return np.asarray(sum(w * p for w, p in zip(self.weights, parts, strict=True)))
 
     def predict_proba(self, emb: np.ndarray, logp: np.ndarray) -> np.ndarray:
-        return np.exp(_log_softmax(self.logits(emb, logp) / self.temperature))
+        return np.exp(log_softmax(self.logits(emb, logp) / self.temperature))
 
     def save(self, path: Path, **meta: Any) -> None:
         from .emotion import _save_npz

@@ -9,6 +9,7 @@ rounding (``tests/test_minilm.py`` checks it against transformers on real senten
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class BertConfig:
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
 
+_QKV = ("query", "key", "value")
+
+
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
@@ -54,8 +58,8 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 class NumpyBert:
     """``last_hidden_state`` of a BERT model for a padded batch of token ids. ``delta`` is added to the
-    named weights first (as stored: dense weights ``(out, in)``, names without the ``bert.`` prefix), e.g.
-    low-rank adapters merged into the model (``emotion_encoder.py``)."""
+    named weights first (``with_delta``), e.g. low-rank adapters merged into the model
+    (``emotion_encoder.py``)."""
 
     def __init__(self, model_dir: Path, delta: Mapping[str, np.ndarray] | None = None) -> None:
         from safetensors.numpy import load_file
@@ -63,29 +67,57 @@ class NumpyBert:
         weights_path, config_path = model_dir / "model.safetensors", model_dir / "config.json"
         if not weights_path.is_file() or not config_path.is_file():
             raise ModelNotFoundError(f"no BERT model at {model_dir} (need model.safetensors and config.json)")
-        self.config = BertConfig.load(config_path)
+        self.config, self.model_dir = BertConfig.load(config_path), model_dir
         raw = load_file(str(weights_path))
         prefix = "bert." if "bert.embeddings.word_embeddings.weight" in raw else ""
         self._w = {k[len(prefix) :]: v.astype(np.float32) for k, v in raw.items() if k.startswith(prefix)}
-        for name, d in (delta or {}).items():
-            if name not in self._w or self._w[name].shape != d.shape:
-                raise ValueError(
-                    f"delta for {name!r} {d.shape} matches no weight of the model at {model_dir}"
-                )
-            self._w[name] = self._w[name] + d.astype(np.float32)
+        del raw
         for i in range(self.config.num_hidden_layers):  # one (in, 3 * out) matrix for q, k, v
             p = f"encoder.layer.{i}.attention.self."
-            self._w[p + "qkv.weight"] = np.concatenate(
-                [self._w[p + n + ".weight"].T for n in ("query", "key", "value")], axis=1
-            )
-            self._w[p + "qkv.bias"] = np.concatenate(
-                [self._w[p + n + ".bias"] for n in ("query", "key", "value")]
-            )
-            for n in ("query", "key", "value"):
+            self._w[p + "qkv.weight"] = np.concatenate([self._w[p + n + ".weight"].T for n in _QKV], axis=1)
+            self._w[p + "qkv.bias"] = np.concatenate([self._w[p + n + ".bias"] for n in _QKV])
+            for n in _QKV:
                 del self._w[p + n + ".weight"], self._w[p + n + ".bias"]
         for name in list(self._w):  # dense weights stored (out, in): keep them transposed, contiguous
             if name.endswith("dense.weight"):
                 self._w[name] = np.ascontiguousarray(self._w[name].T)
+        if delta:
+            self._w = self.with_delta(delta)._w
+
+    def with_delta(self, delta: Mapping[str, np.ndarray]) -> NumpyBert:
+        """This model with ``delta`` added to the named weights (as stored in the model file: dense weights
+        ``(out, in)``, names without the ``bert.`` prefix). The weights it leaves alone (the embedding
+        tables, most of the model's memory when only the dense layers and norms change) are shared with
+        this model, not copied; this model is unchanged."""
+        size, out = self.config.hidden_size, copy.copy(self)
+        out._w = dict(self._w)
+        for name, d in delta.items():
+            part = next((j for j, n in enumerate(_QKV) if f".attention.self.{n}." in name), -1)
+            target = name.replace(f".{_QKV[part]}.", ".qkv.") if part >= 0 else name
+            if part >= 0:
+                shape: tuple[int, ...] = (size, size) if name.endswith(".weight") else (size,)
+            elif name.endswith("dense.weight"):  # kept transposed
+                shape = self._w[target].shape[::-1] if target in self._w else ()
+            else:
+                shape = self._w[target].shape if target in self._w else ()
+            if target not in self._w or d.shape != shape:
+                raise ValueError(
+                    f"delta for {name!r} {d.shape} matches no weight of the model at {self.model_dir}"
+                )
+            d = d.astype(np.float32)
+            if part >= 0:  # q, k, v sit side by side, transposed: add into their slice of one new copy
+                if out._w[target] is self._w[target]:
+                    out._w[target] = self._w[target].copy()
+                cols = slice(part * size, (part + 1) * size)
+                if d.ndim == 2:
+                    out._w[target][:, cols] += d.T
+                else:
+                    out._w[target][cols] += d
+            elif name.endswith("dense.weight"):
+                out._w[target] = np.ascontiguousarray(self._w[target] + d.T)
+            else:
+                out._w[target] = self._w[target] + d
+        return out
 
     @property
     def dim(self) -> int:
