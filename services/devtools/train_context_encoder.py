@@ -310,8 +310,8 @@ Reader = Callable[[Sequence[Passage]], dict[str, np.ndarray]]
 
 def shipped_procedure(fit_passages: Sequence[Passage]) -> Reader:
     """The shipped context head's procedure (its members and pool weights, ``emotion_metrics.json``) fitted
-    on ``fit_passages`` (once: the GRU's fit is most of the blend choice's time), as a reader of passages
-    alone and joined into long talks: calibrated log-probabilities (the shipped head's temperature)."""
+    on ``fit_passages`` once, as a reader of passages alone and joined into long talks: calibrated
+    log-probabilities (the shipped head's temperature)."""
     from devtools.emotion_eval import context_logits
     from devtools.emotion_talks import join_talks
     from devtools.train_emotion import (
@@ -362,22 +362,23 @@ def choose_blend(
     transcribed = load_passages(DECISION_TRANSCRIBED)
     if [(p.id, p.labels) for p in transcribed] != [(p.id, p.labels) for p in written]:
         raise SystemExit(f"{DECISION_TRANSCRIBED} does not match the decision writers' passages")
-    dev_head = ContextEncoderHead.load(DEV_HEAD)
-    parts, ys, without_them = {}, {}, shipped_procedure(rest)
-    for reading, dev in (("written", written), ("transcribed", transcribed)):
-        own, context = read(ContextEncoder(dev_head), dev), without_them(dev)
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # rows: (context head, encoder) log-probabilities
+    ys: dict[str, np.ndarray] = {}
+
+    def add_rows(name: str, encoder: ContextEncoderHead, context: Reader, dev: Sequence[Passage]) -> None:
+        own, theirs = read(ContextEncoder(encoder), dev), context(dev)
         for k in ("alone", "long"):
-            parts[f"{reading} {k}"] = (context[k], log_softmax(own[k] / dev_head.temperature))
-            ys[f"{reading} {k}"] = own["y"]
+            parts[f"{name} {k}"] = (theirs[k], log_softmax(own[k] / encoder.temperature))
+            ys[f"{name} {k}"] = own["y"]
+
+    dev_head, without_them = ContextEncoderHead.load(DEV_HEAD), shipped_procedure(rest)
+    for reading, dev in (("written", written), ("transcribed", transcribed)):
+        add_rows(reading, dev_head, without_them, dev)
     scores = {w: {r: macro_f1(ys[r], w[0] * c + w[1] * e) for r, (c, e) in parts.items()} for w in BLEND_GRID}
     for w, by_reading in scores.items():
         log.info("blend context:encoder %g:%g on %s: %s", *w, ",".join(DECISION_WRITERS), by_reading)
     best = max(BLEND_GRID, key=lambda w: sum(scores[w].values()))
-    calib = [p for p in passages if p.split == "calib"]
-    own, context = read(ContextEncoder(head), calib), shipped_procedure(train)(calib)
-    for k in ("alone", "long"):
-        parts[f"calib {k}"] = (context[k], log_softmax(own[k] / head.temperature))
-        ys[f"calib {k}"] = own["y"]
+    add_rows("calib", head, shipped_procedure(train), [p for p in passages if p.split == "calib"])
     z = np.vstack([best[0] * c + best[1] * e for c, e in parts.values()])
     y = np.concatenate(list(ys.values()))
     n_calib = sum(len(ys[f"calib {k}"]) for k in ("alone", "long"))
