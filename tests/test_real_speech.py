@@ -106,7 +106,12 @@ def test_wer_of_the_input_and_the_remix(scene: Scene, run_dir: Path, transcriber
     after = wer(scene.reference, _text(_transcribe(transcriber, run_dir / "output.mp4")))
     print(f"WER over the old bed {before:.3f}, after the remix {after:.3f}")
     assert before <= 0.15, before  # real read speech over music at -12 dB: the transcriber copes
-    assert after <= before + 0.05, (before, after)  # the new bed must not bury the voice
+    # The new bed must not bury the voice. One word is 1.4 points of WER here, and which words the int8
+    # transcriber gets right on a changed mix depends on the CPU: within +0.05 on an Intel Xeon (family 6
+    # model 207); on an AMD EPYC (family 25 model 1) 0.014 -> 0.070, at e1e1587 as at this commit
+    # ("disposed" heard as "sposed" twice, "is" as "as", "his" as "its", the last one already in the
+    # isolated voice). A buried voice loses far more (a third of the words and up).
+    assert after <= before + 0.075, (before, after)
 
 
 def test_phrase_timing_follows_the_forced_alignment(scene: Scene, run_dir: Path) -> None:
