@@ -473,10 +473,10 @@ def test_held_out_passages(
 ) -> None:
     """The shipped model (the context head blended with the context encoder) on passages it never saw
     (README, Emotion classifier, reports the numbers). Test split, 270 passages (30 by the train passages'
-    first hand, 240 by twenty-four writers who saw only the train passages): macro-F1 0.724 in context vs
-    0.431 alone (0.685 with the context head alone), 0.705 joined into long talks; ambiguous sentences
-    0.63 vs 0.35; ECE 0.016 (0.030 in long talks); greetings 99 % neutral or joy. The first round's 30:
-    0.864. Out-of-style: 0.856 vs 0.493, ECE 0.058 (0.066 in long talks). The issue's done-when asks
+    first hand, 240 by twenty-four writers who saw only the train passages): macro-F1 0.744 in context vs
+    0.431 alone (0.685 with the context head alone), 0.744 joined into long talks; ambiguous sentences
+    0.64 vs 0.35; ECE 0.020 (0.024 in long talks); greetings 100 % neutral or joy. The first round's 30:
+    0.850. Out-of-style: 0.851 vs 0.493, ECE 0.060 (0.062 in long talks). The issue's done-when asks
     for macro-F1 >= 0.85 (missed on the later writers' passages), >= 10 points on the ambiguous ones and
     ECE <= 0.08 (met). Floors leave room for a sentence or two to flip on another
     CPU (the encoder's float sums), no more: the numbers are deterministic numpy."""
@@ -502,7 +502,7 @@ def test_held_out_passages(
     passages, _, ctx, _ = held_out["test"]
     first = np.array([writer_of(p.id) == "t" for p in passages for _ in p.texts])
     y = _labels(passages)
-    assert macro(y[first], ctx[first]) >= 0.84  # the train passages' first hand: 0.864
+    assert macro(y[first], ctx[first]) >= 0.84  # the train passages' first hand: 0.850
 
 
 def test_bootstrap_and_writers_on_a_toy() -> None:
