@@ -506,8 +506,9 @@ def test_held_out_passages(
 
 
 def test_bootstrap_and_writers_on_a_toy() -> None:
-    """Passage-bootstrap intervals and per-writer scores (``emotion_eval``), on hand-made predictions."""
-    from devtools.emotion_eval import bootstrap, by_writer
+    """Passage-bootstrap intervals, per-writer and per-round scores (``emotion_eval``), on hand-made
+    predictions."""
+    from devtools.emotion_eval import bootstrap, by_round, by_writer, round_of
     from devtools.train_emotion import Encoded
 
     labels = [("joy", "sadness"), ("fear", "anger", "neutral"), ("joy", "surprise"), ("disgust",)]
@@ -534,6 +535,14 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
     assert [(w, v["passages"]) for w, v in writers.items()] == [("t", 2), ("t2a", 2)]
     assert writers["t2a"]["context"]["accuracy"] == 1.0 and writers["t"]["context"]["accuracy"] == 0.4
     assert writers["t"]["phrase_macro_f1"] == round(5 / 7, 4)  # over all 7 labels; 2 absent score 0
+    rounds = by_round(right, wrong, data)
+    assert [(r, v["passages"], v["sentences"]) for r, v in rounds.items()] == [("t", 2, 5), ("t2", 2, 3)]
+    assert rounds["t"]["macro_f1"] == {
+        "phrase": round(5 / 7, 4),
+        "context": writers["t"]["context"]["macro_f1"],
+    }
+    assert rounds["t2"]["ambiguous_macro_f1"] is None and rounds["t2"]["ece"] == writers["t2a"]["ece"]
+    assert [round_of(i) for i in ("t-fence", "t2a-c", "t12b-x", "s-parking")] == ["t", "t2", "t12", "s"]
 
 
 def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:

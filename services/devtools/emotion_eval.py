@@ -6,12 +6,14 @@ as one talk per split. It reports macro-F1 and accuracy on all sentences and on 
 alone", expected calibration error (``ECE_BINS`` equal-width bins, top label) with its reliability table,
 greetings/small talk read as neutral or joy, the accuracy of decisive phrases above each confidence
 threshold, 95 % intervals of macro-F1 and ECE over passages drawn with replacement (``bootstrap``), and
-the same scores for each writer's passages (``writer_of``). It draws the reliability diagram.
+the same scores for each writer's passages (``writer_of``) and each round's (``round_of``). It draws the
+reliability diagram.
 """
 
 from __future__ import annotations
 
 import itertools
+import string
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,6 +175,13 @@ def writer_of(passage_id: str) -> str:
     return passage_id.split("-", 1)[0]
 
 
+def round_of(passage_id: str) -> str:
+    """The round a held-out passage belongs to: its writer without the letter that tells the round's
+    writers apart (``t2a`` and ``t2d`` wrote round ``t2``; ``t`` and ``s`` are rounds of their own)."""
+    writer = writer_of(passage_id)
+    return writer.rstrip(string.ascii_lowercase) or writer
+
+
 def _rows(data: Encoded) -> list[np.ndarray]:
     ends = np.cumsum([0] + [len(p.texts) for p in data.passages])
     return [np.arange(a, b) for a, b in itertools.pairwise(ends)]
@@ -210,6 +219,33 @@ def by_writer(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[st
     return out
 
 
+def by_round(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, dict[str, Any]]:
+    """Each round's passages (``round_of``, in file order): macro-F1 alone and in context, on all their
+    sentences and on those ambiguous alone, and the ECE in context (the README's table, row by row)."""
+    rows, y = _rows(data), data.y
+    ambiguous = np.array(["ambiguous" in t for p in data.passages for t in p.tags])
+
+    def f1(r: np.ndarray) -> dict[str, float]:
+        return {
+            k: scores(y[r], v[r].argmax(1))["macro_f1"] for k, v in (("phrase", phrase), ("context", context))
+        }
+
+    out = {}
+    for name in dict.fromkeys(round_of(p.id) for p in data.passages):
+        mine = [i for i, p in enumerate(data.passages) if round_of(p.id) == name]
+        r = np.concatenate([rows[i] for i in mine])
+        a = r[ambiguous[r]]
+        out[name] = {
+            "passages": len(mine),
+            "sentences": len(r),
+            "macro_f1": f1(r),
+            "ambiguous_sentences": len(a),
+            "ambiguous_macro_f1": f1(a) if len(a) else None,
+            "ece": round(ece(context[r], y[r])[0], 4),
+        }
+    return out
+
+
 def evaluate(
     context: ContextHead | SequenceHead | PooledHead | ContextBlend, enc: dict[str, Encoded], diagram: Path
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
@@ -225,6 +261,7 @@ def evaluate(
     for s in HELD_OUT:
         evaluation[s]["bootstrap_95"] = bootstrap(probs[s][1], enc[s])
         evaluation[s]["by_writer"] = by_writer(*probs[s], enc[s])
+        evaluation[s]["by_round"] = by_round(*probs[s], enc[s])
         for key, size in (("long_talks", LONG_TALK), ("one_talk", 10**9)):
             talks = join_talks(enc[s], size)
             ctx = probs_of(talks)[1]
@@ -262,6 +299,12 @@ def report(evaluation: dict[str, Any]) -> None:
             print(f"  {key} {lt['sentences']}: macro-F1 {lt['context']['macro_f1']:.3f}, ECE {lt['ece']:.3f}")
         b = evaluation[s]["bootstrap_95"]
         print(f"  95 % over passages: macro-F1 {b['macro_f1']}, ECE {b['ece']}")
+        for name, r in evaluation[s]["by_round"].items():
+            f, af = r["macro_f1"], r["ambiguous_macro_f1"]
+            amb = f"{af['phrase']:.3f} -> {af['context']:.3f}" if af else "-"
+            print(f"  round {name} ({r['passages']} passages, {r['sentences']} sentences): macro-F1 "
+                  f"{f['phrase']:.3f} -> {f['context']:.3f}, ambiguous {amb} ({r['ambiguous_sentences']}), "
+                  f"ECE {r['ece']:.3f}")  # fmt: skip
         for writer, w in evaluation[s]["by_writer"].items():
             print(f"  writer {writer} ({w['passages']} passages): macro-F1 {w['context']['macro_f1']:.3f}, "
                   f"ECE {w['ece']:.3f}")  # fmt: skip
