@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,25 +205,34 @@ def bootstrap(probs: np.ndarray, data: Encoded, draws: int = BOOTSTRAP_DRAWS) ->
     }
 
 
+def _groups(data: Encoded, key: Callable[[str], str]) -> dict[str, tuple[int, np.ndarray]]:
+    """The passages grouped by ``key`` of their ids, in file order: each group's count and sentence rows."""
+    rows = _rows(data)
+    out: dict[str, tuple[int, np.ndarray]] = {}
+    for name in dict.fromkeys(key(p.id) for p in data.passages):
+        mine = [i for i, p in enumerate(data.passages) if key(p.id) == name]
+        out[name] = (len(mine), np.concatenate([rows[i] for i in mine]))
+    return out
+
+
 def by_writer(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, dict[str, Any]]:
     """Macro-F1 alone and in context, and the context head's ECE, on each writer's passages."""
-    rows, y, out = _rows(data), data.y, {}
-    for writer in sorted({writer_of(p.id) for p in data.passages}):
-        mine = [i for i, p in enumerate(data.passages) if writer_of(p.id) == writer]
-        r = np.concatenate([rows[i] for i in mine])
-        out[writer] = {
-            "passages": len(mine),
+    y = data.y
+    return {
+        writer: {
+            "passages": n,
             "phrase_macro_f1": scores(y[r], phrase[r].argmax(1))["macro_f1"],
             "context": scores(y[r], context[r].argmax(1)),
             "ece": round(ece(context[r], y[r])[0], 4),
         }
-    return out
+        for writer, (n, r) in sorted(_groups(data, writer_of).items())
+    }
 
 
 def by_round(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, dict[str, Any]]:
     """Each round's passages (``round_of``, in file order): macro-F1 alone and in context, on all their
     sentences and on those ambiguous alone, and the ECE in context (the README's table, row by row)."""
-    rows, y = _rows(data), data.y
+    y = data.y
     ambiguous = np.array(["ambiguous" in t for p in data.passages for t in p.tags])
 
     def f1(r: np.ndarray) -> dict[str, float]:
@@ -231,12 +241,10 @@ def by_round(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str
         }
 
     out = {}
-    for name in dict.fromkeys(round_of(p.id) for p in data.passages):
-        mine = [i for i, p in enumerate(data.passages) if round_of(p.id) == name]
-        r = np.concatenate([rows[i] for i in mine])
+    for name, (n, r) in _groups(data, round_of).items():
         a = r[ambiguous[r]]
         out[name] = {
-            "passages": len(mine),
+            "passages": n,
             "sentences": len(r),
             "macro_f1": f1(r),
             "ambiguous_sentences": len(a),

@@ -294,6 +294,8 @@ def macro_f1(y: np.ndarray, logits: np.ndarray) -> float:
 
 DECISION_WRITERS = ("w6e", "w6f", "w6g", "w6h")  # protocol_t4.md: held out from both models for the choice
 DEV_HEAD = ROOT / ".cache" / "emotion-encoder-dev.npz"  # the encoder fitted without them (``--hold-out``)
+# the shipped encoder's hold-out twin, committed: refitting it takes an hour and a half on 2 cores
+HOLD_OUT_SHIPPED = ROOT / "services" / "devtools" / "emotion_candidates" / "t7" / "encoder-hold-out.npz"
 DECISION_TRANSCRIBED = ROOT / "services" / "devtools" / "emotion_corpus" / "decision_transcribed.txt"
 BLEND_GRID = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (1.0, 3.0))  # (context, encoder)
 
@@ -355,7 +357,10 @@ def choose_blend(
     passages, and by the context head's procedure refitted on them), each set weighted equally
     (``protocol_t6.md``): the decision writers are read worst, the calib passages by the first hand best."""
     if not DEV_HEAD.is_file():
-        raise SystemExit(f"no {DEV_HEAD}: run this script with --hold-out first")
+        raise SystemExit(
+            f"no {DEV_HEAD}: run this script with --hold-out first, or copy the shipped encoder's hold-out "
+            f"twin there ({HOLD_OUT_SHIPPED.relative_to(ROOT)})"
+        )
     train = [p for p in passages if p.split == "train"]
     written = [p for p in train if writer(p.id) in DECISION_WRITERS]
     rest = [p for p in train if writer(p.id) not in DECISION_WRITERS]
