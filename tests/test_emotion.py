@@ -506,9 +506,9 @@ def test_held_out_passages(
 
 
 def test_bootstrap_and_writers_on_a_toy() -> None:
-    """Passage-bootstrap intervals, per-writer and per-round scores (``emotion_eval``), on hand-made
-    predictions."""
-    from devtools.emotion_eval import bootstrap, by_round, by_writer, round_of
+    """Passage-bootstrap intervals, paired gains, per-writer and per-round scores (``emotion_eval``), on
+    hand-made predictions."""
+    from devtools.emotion_eval import bootstrap, by_round, by_writer, paired_gain, round_of
     from devtools.train_emotion import Encoded
 
     labels = [("joy", "sadness"), ("fear", "anger", "neutral"), ("joy", "surprise"), ("disgust",)]
@@ -542,6 +542,12 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
         "context": writers["t"]["context"]["macro_f1"],
     }
     assert rounds["t2"]["ambiguous_macro_f1"] is None and rounds["t2"]["ece"] == writers["t2a"]["ece"]
+    with_head = by_round(right, wrong, data, head_alone=right)
+    assert with_head["t"]["macro_f1"] == {**rounds["t"]["macro_f1"], "context_head_alone": round(5 / 7, 4)}
+    assert paired_gain(right, right, data, draws=50) == [0.0, 0.0]
+    gain = paired_gain(right, wrong, data, draws=200)  # right beats wrong wherever t-b is drawn
+    assert 0.0 <= gain[0] < gain[1] and gain[1] > 0.3
+    assert paired_gain(wrong, right, data, draws=200) == pytest.approx([-gain[1], -gain[0]])
     assert [round_of(i) for i in ("t-fence", "t2a-c", "t12b-x", "s-parking")] == ["t", "t2", "t12", "s"]
 
 

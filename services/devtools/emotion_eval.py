@@ -6,8 +6,9 @@ as one talk per split. It reports macro-F1 and accuracy on all sentences and on 
 alone", expected calibration error (``ECE_BINS`` equal-width bins, top label) with its reliability table,
 greetings/small talk read as neutral or joy, the accuracy of decisive phrases above each confidence
 threshold, 95 % intervals of macro-F1 and ECE over passages drawn with replacement (``bootstrap``), and
-the same scores for each writer's passages (``writer_of``) and each round's (``round_of``). It draws the
-reliability diagram.
+the same scores for each writer's passages (``writer_of``) and each round's (``round_of``). When the
+in-context reading is the blend, its context head is also read alone, with the interval of the blend's
+gain over it on the same resampled passages (``paired_gain``). It draws the reliability diagram.
 """
 
 from __future__ import annotations
@@ -205,6 +206,25 @@ def bootstrap(probs: np.ndarray, data: Encoded, draws: int = BOOTSTRAP_DRAWS) ->
     }
 
 
+def paired_gain(
+    probs: np.ndarray, baseline: np.ndarray, data: Encoded, draws: int = BOOTSTRAP_DRAWS
+) -> list[float]:
+    """95 % interval of macro-F1 of ``probs`` minus that of ``baseline``, both read on the same
+    ``draws`` resamples of whole passages (seed 0): whether a gain is more than which passages were
+    held out."""
+    from sklearn.metrics import f1_score
+
+    rows, y, rng = _rows(data), data.y, np.random.default_rng(0)
+    gains = []
+    for _ in range(draws):
+        r = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+        gains.append(
+            f1_score(y[r], probs[r].argmax(1), average="macro")
+            - f1_score(y[r], baseline[r].argmax(1), average="macro")
+        )
+    return [round(float(q), 4) for q in np.percentile(gains, (2.5, 97.5))]
+
+
 def _groups(data: Encoded, key: Callable[[str], str]) -> dict[str, tuple[int, np.ndarray]]:
     """The passages grouped by ``key`` of their ids, in file order: each group's count and sentence rows."""
     rows = _rows(data)
@@ -229,16 +249,19 @@ def by_writer(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[st
     }
 
 
-def by_round(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, dict[str, Any]]:
+def by_round(
+    phrase: np.ndarray, context: np.ndarray, data: Encoded, head_alone: np.ndarray | None = None
+) -> dict[str, dict[str, Any]]:
     """Each round's passages (``round_of``, in file order): macro-F1 alone and in context, on all their
-    sentences and on those ambiguous alone, and the ECE in context (the README's table, row by row)."""
+    sentences and on those ambiguous alone, and the ECE in context (the README's table, row by row);
+    with ``head_alone`` (the blend's context head read alone), its macro-F1 too."""
     y = data.y
     ambiguous = np.array(["ambiguous" in t for p in data.passages for t in p.tags])
+    readings = {"phrase": phrase, "context": context}
+    with_head = readings if head_alone is None else {**readings, "context_head_alone": head_alone}
 
-    def f1(r: np.ndarray) -> dict[str, float]:
-        return {
-            k: scores(y[r], v[r].argmax(1))["macro_f1"] for k, v in (("phrase", phrase), ("context", context))
-        }
+    def f1(r: np.ndarray, readings: dict[str, np.ndarray]) -> dict[str, float]:
+        return {k: scores(y[r], v[r].argmax(1))["macro_f1"] for k, v in readings.items()}
 
     out = {}
     for name, (n, r) in _groups(data, round_of).items():
@@ -246,9 +269,9 @@ def by_round(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str
         out[name] = {
             "passages": n,
             "sentences": len(r),
-            "macro_f1": f1(r),
+            "macro_f1": f1(r, with_head),
             "ambiguous_sentences": len(a),
-            "ambiguous_macro_f1": f1(a) if len(a) else None,
+            "ambiguous_macro_f1": f1(a, readings) if len(a) else None,
             "ece": round(ece(context[r], y[r])[0], 4),
         }
     return out
@@ -264,12 +287,25 @@ def evaluate(
     def probs_of(data: Encoded) -> tuple[np.ndarray, np.ndarray]:
         return np.exp(np.vstack(data.logp)), softmax_t(context_logits(context, data), context.temperature)
 
+    def head_alone(data: Encoded) -> np.ndarray | None:
+        if not isinstance(context, ContextBlend):
+            return None
+        head = context.context  # calibrated by its own temperature
+        return np.vstack([head.predict_proba(e, lp) for e, lp in zip(data.emb, data.logp, strict=True)])
+
     probs = {s: probs_of(enc[s]) for s in HELD_OUT}
     evaluation = {s: evaluate_split(*probs[s], enc[s]) for s in HELD_OUT}
     for s in HELD_OUT:
         evaluation[s]["bootstrap_95"] = bootstrap(probs[s][1], enc[s])
         evaluation[s]["by_writer"] = by_writer(*probs[s], enc[s])
-        evaluation[s]["by_round"] = by_round(*probs[s], enc[s])
+        alone = head_alone(enc[s])
+        evaluation[s]["by_round"] = by_round(*probs[s], enc[s], alone)
+        if alone is not None:
+            evaluation[s]["context_head_alone"] = {
+                **scores(enc[s].y, alone.argmax(1)),
+                "ece": round(ece(alone, enc[s].y)[0], 4),
+                "paired_gain_95": paired_gain(probs[s][1], alone, enc[s]),
+            }
         for key, size in (("long_talks", LONG_TALK), ("one_talk", 10**9)):
             talks = join_talks(enc[s], size)
             ctx = probs_of(talks)[1]
@@ -307,12 +343,16 @@ def report(evaluation: dict[str, Any]) -> None:
             print(f"  {key} {lt['sentences']}: macro-F1 {lt['context']['macro_f1']:.3f}, ECE {lt['ece']:.3f}")
         b = evaluation[s]["bootstrap_95"]
         print(f"  95 % over passages: macro-F1 {b['macro_f1']}, ECE {b['ece']}")
+        if alone := evaluation[s].get("context_head_alone"):
+            print(f"  the context head alone: macro-F1 {alone['macro_f1']:.3f}, ECE {alone['ece']:.3f}; "
+                  f"the blend's gain over it, 95 % over passages {alone['paired_gain_95']}")  # fmt: skip
         for name, r in evaluation[s]["by_round"].items():
             f, af = r["macro_f1"], r["ambiguous_macro_f1"]
             amb = f"{af['phrase']:.3f} -> {af['context']:.3f}" if af else "-"
+            head = f", context head alone {f['context_head_alone']:.3f}" if "context_head_alone" in f else ""
             print(f"  round {name} ({r['passages']} passages, {r['sentences']} sentences): macro-F1 "
                   f"{f['phrase']:.3f} -> {f['context']:.3f}, ambiguous {amb} ({r['ambiguous_sentences']}), "
-                  f"ECE {r['ece']:.3f}")  # fmt: skip
+                  f"ECE {r['ece']:.3f}{head}")  # fmt: skip
         for writer, w in evaluation[s]["by_writer"].items():
             print(f"  writer {writer} ({w['passages']} passages): macro-F1 {w['context']['macro_f1']:.3f}, "
                   f"ECE {w['ece']:.3f}")  # fmt: skip
