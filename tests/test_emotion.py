@@ -398,6 +398,30 @@ def test_sample_scripts_keep_every_part(embedded: EmbeddedClassifier) -> None:
         assert got == want, name
 
 
+def test_the_sample_constraint_reads_the_pool_or_the_blend(
+    embedded: EmbeddedClassifier, tmp_path: Path
+) -> None:
+    """``train_emotion.py`` checks the pool's weights against the samples (``sample_parts``) through
+    ``samples_classifier``: the pool alone by default, or blended with the context encoder at its blend
+    (``--samples-through-blend``, ``protocol_t8b.md``), which is then exactly the shipped reading."""
+    from devtools.train_emotion import CachedEncoder, samples_classifier
+    from moodbgm.emotion_sequence import PooledHead
+
+    shipped = embedded.context
+    assert isinstance(shipped, ContextBlend) and isinstance(shipped.context, PooledHead)
+    pool = shipped.context
+    cached = CachedEncoder(tmp_path / "emb.npz")
+    through = samples_classifier(cached, embedded.head, pool, shipped.encoder)
+    alone = samples_classifier(cached, embedded.head, pool, None)
+    assert through.context == shipped and alone.context is pool
+    texts = ["Hello everyone, welcome back.", "I have told him many times.", "He never listens!"]
+    got, want = through.classify_sequence(texts), embedded.classify_sequence(texts)
+    np.testing.assert_allclose([s.scores for s in got], [s.scores for s in want], atol=1e-6)
+    assert alone.classify_sequence(texts) != got  # the pool alone is another reading
+    for parts in (sample_parts(through), sample_parts(alone)):  # the shipped pool passes both
+        assert all(want == got for want, got in parts.values()), parts
+
+
 @pytest.mark.slow  # embeds the ~430 held-out lines
 def test_a_one_phrase_talk_is_read_by_the_phrase_head(embedded: EmbeddedClassifier) -> None:
     """A talk of one phrase has no context: ``classify_sequence`` gives the phrase head's scores (the

@@ -328,21 +328,42 @@ def _pool_members(heads: Sequence[Any], choice: Choice) -> tuple[SequenceHead, C
     return sequence, regression
 
 
+def samples_classifier(
+    encoder: CachedEncoder, phrase: LinearHead, head: PooledHead, through: ContextEncoder | None
+) -> EmbeddedClassifier:
+    """The reading whose timeline the sample constraint checks: the pool alone, or ``through`` the given
+    context encoder at its blend (``--samples-through-blend``, ``protocol_t8b.md``: the reading that
+    ships)."""
+    context = head if through is None else ContextBlend(head, through)
+    return EmbeddedClassifier(encoder.sentence_encoder(), phrase, context)
+
+
 def fit_final(
-    fit: Encoded, choice: Choice, encoder: CachedEncoder, phrase: LinearHead
+    fit: Encoded,
+    choice: Choice,
+    encoder: CachedEncoder,
+    phrase: LinearHead,
+    through: ContextEncoder | None = None,
 ) -> tuple[ContextHead | SequenceHead | PooledHead, dict[str, Any]]:
     """The chosen head fitted on all the fitting passages, and a record of the choice. Its temperature is
     fitted on the ``CALIBRATE_ON`` passages read by the same head fitted without them (both readings:
     passages alone and joined into long talks): a model of nearly the final one's strength on passages it
     never saw. A pool takes the best-ranked weights that keep every part of the demo and storm samples'
-    transcripts (``sample_parts``) in the timeline."""
+    transcripts (``sample_parts``) in the timeline, read by the pool alone or ``through`` a context
+    encoder (``samples_classifier``)."""
     heads = [_fit_context(fit, *m) for m in choice.members]
     calib_idx = [i for i, p in enumerate(fit.passages) if p.split == CALIBRATE_ON]
     without = fit.subset([i for i, p in enumerate(fit.passages) if p.split != CALIBRATE_ON])
     probe = [_fit_context(without, *m) for m in choice.members]
     readings = (fit.subset(calib_idx), join_talks(fit.subset(calib_idx)))
     y2 = np.concatenate([r.y for r in readings])
-    record: dict[str, Any] = {"tried": [], "temperature_fitted_on": f"{CALIBRATE_ON} passages, unseen"}
+    record: dict[str, Any] = {
+        "tried": [],
+        "temperature_fitted_on": f"{CALIBRATE_ON} passages, unseen",
+        "samples_read": "the pool alone"
+        if through is None
+        else f"the pool blended with the context encoder at {list(through.head.blend)}",
+    }
     if not choice.pool_ranking:
         t = fit_temperature(np.vstack([context_logits(probe[0], r) for r in readings]), y2)
         return dataclasses.replace(heads[0], temperature=t), {**record, "temperature": t}
@@ -352,7 +373,7 @@ def fit_final(
         unseen = PooledHead(probe_sequence, probe_regression, w)
         t = fit_temperature(np.vstack([context_logits(unseen, r) for r in readings]), y2)
         head = PooledHead(sequence, regression, w, t)
-        parts = sample_parts(EmbeddedClassifier(encoder.sentence_encoder(), phrase, head))
+        parts = sample_parts(samples_classifier(encoder, phrase, head, through))
         ok = all(want == got for want, got in parts.values())
         record["tried"].append({"weights": w, "rank": rank, "samples_keep_every_part": ok, "samples": parts})
         log.info("pool weights %s (rank %d), temperature %.3f: samples %s", w, rank, t, parts)
@@ -522,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
         help="train nothing: evaluate the shipped heads on the held-out passages (rewrites the metrics' "
         "evaluation and test thresholds, and the diagram)",
     )
+    ap.add_argument(
+        "--samples-through-blend",
+        action="store_true",
+        help="check the pool's sample constraint on the pool blended with the context encoder (--encoder) "
+        "at its blend, the reading that ships, instead of on the pool alone (protocol_t8b.md)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from sklearn.metrics import f1_score
@@ -563,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     enc = {s: encode_passages(encoder, head, by_split[s]) for s in HELD_OUT}
     fit = encode_passages(encoder, head, fitting)
     choice = choose_context(fit)
-    context, pool_record = fit_final(fit, choice, encoder, head)
+    through = ContextEncoder(ContextEncoderHead.load(args.encoder)) if args.samples_through_blend else None
+    context, pool_record = fit_final(fit, choice, encoder, head, through)
     ctx_t = context.temperature
     log.info("context head: %s, temperature %.3f", choice.name, ctx_t)
 
