@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,15 +189,20 @@ def _rows(data: Encoded) -> list[np.ndarray]:
     return [np.arange(a, b) for a, b in itertools.pairwise(ends)]
 
 
+def _resamples(data: Encoded, draws: int) -> Iterator[np.ndarray]:
+    """The sentence rows of ``draws`` resamples of whole passages with replacement (seed 0)."""
+    rows, rng = _rows(data), np.random.default_rng(0)
+    for _ in range(draws):
+        yield np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+
+
 def bootstrap(probs: np.ndarray, data: Encoded, draws: int = BOOTSTRAP_DRAWS) -> dict[str, list[float]]:
     """95 % intervals of macro-F1 and ECE over ``draws`` resamples of whole passages with replacement
     (seed 0): how much the numbers owe to which passages happened to be held out."""
     from sklearn.metrics import f1_score
 
-    rows, y, rng = _rows(data), data.y, np.random.default_rng(0)
-    f1s, eces = [], []
-    for _ in range(draws):
-        r = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+    y, f1s, eces = data.y, [], []
+    for r in _resamples(data, draws):
         f1s.append(f1_score(y[r], probs[r].argmax(1), average="macro"))
         eces.append(ece(probs[r], y[r])[0])
     return {
@@ -214,10 +219,8 @@ def paired_gain(
     held out."""
     from sklearn.metrics import f1_score
 
-    rows, y, rng = _rows(data), data.y, np.random.default_rng(0)
-    gains = []
-    for _ in range(draws):
-        r = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+    y, gains = data.y, []
+    for r in _resamples(data, draws):
         gains.append(
             f1_score(y[r], probs[r].argmax(1), average="macro")
             - f1_score(y[r], baseline[r].argmax(1), average="macro")
