@@ -573,6 +573,11 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
     assert 0.0 <= gain[0] < gain[1] and gain[1] > 0.3
     assert paired_gain(wrong, right, data, draws=200) == pytest.approx([-gain[1], -gain[0]])
     assert [round_of(i) for i in ("t-fence", "t2a-c", "t12b-x", "s-parking")] == ["t", "t2", "t12", "s"]
+    from devtools.emotion_eval import confusion
+
+    cm = confusion(data.y, wrong.argmax(1))  # rows: the true label; t-b's each read as the next label
+    assert cm["fear"]["joy"] == cm["anger"]["disgust"] == cm["neutral"]["sadness"] == 1
+    assert cm["joy"]["joy"] == 2 and sum(sum(r.values()) for r in cm.values()) == n
 
 
 def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:

@@ -86,6 +86,14 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     }
 
 
+def confusion(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, int]]:
+    """Counts of each true label (outer key) read as each label (inner key), ``EMOTIONS`` order."""
+    return {
+        t: {e: int(((y == i) & (pred == j)).sum()) for j, e in enumerate(EMOTIONS)}
+        for i, t in enumerate(EMOTIONS)
+    }
+
+
 def evaluate_split(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, Any]:
     """Both heads on one split: all sentences, the ambiguous ones, tagged groups, calibration."""
     y = data.y
@@ -111,6 +119,10 @@ def evaluate_split(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> di
             },
             "ece": round(e, 4),
             "reliability": table,
+            "confusion": {  # where the errors are: all sentences, and those not ambiguous alone
+                "all": confusion(y, pred),
+                "not_ambiguous": confusion(y[~ambiguous], pred[~ambiguous]),
+            },
         }
     return out
 
