@@ -532,7 +532,7 @@ def test_held_out_passages(
 def test_bootstrap_and_writers_on_a_toy() -> None:
     """Passage-bootstrap intervals, paired gains, per-writer and per-round scores (``emotion_eval``), on
     hand-made predictions."""
-    from devtools.emotion_eval import bootstrap, by_round, by_writer, paired_gain, round_of
+    from devtools.emotion_eval import bootstrap, by_round, by_writer, confusion, paired_gain, round_of
     from devtools.train_emotion import Encoded
 
     labels = [("joy", "sadness"), ("fear", "anger", "neutral"), ("joy", "surprise"), ("disgust",)]
@@ -573,8 +573,6 @@ def test_bootstrap_and_writers_on_a_toy() -> None:
     assert 0.0 <= gain[0] < gain[1] and gain[1] > 0.3
     assert paired_gain(wrong, right, data, draws=200) == pytest.approx([-gain[1], -gain[0]])
     assert [round_of(i) for i in ("t-fence", "t2a-c", "t12b-x", "s-parking")] == ["t", "t2", "t12", "s"]
-    from devtools.emotion_eval import confusion
-
     cm = confusion(data.y, wrong.argmax(1))  # rows: the true label; t-b's each read as the next label
     assert cm["fear"]["joy"] == cm["anger"]["disgust"] == cm["neutral"]["sadness"] == 1
     assert cm["joy"]["joy"] == 2 and sum(sum(r.values()) for r in cm.values()) == n
