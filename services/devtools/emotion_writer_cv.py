@@ -8,7 +8,7 @@ training), a phrase head (logistic regression with the shipped head's C, read fr
 passage sentences that are not ambiguous alone, or plus all their passage sentences, and scored
 (macro-F1) on the held-out writer's sentences: all of them and those not ambiguous alone. Only train
 passages are read: no calib, test or style passage. They motivated the stacked phrase head tried in
-commit eca1480 and reverted (README).
+commit eca1480 and reverted (docs/emotion-history.md).
 """
 
 from __future__ import annotations
