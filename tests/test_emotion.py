@@ -603,9 +603,9 @@ def test_annotators_agree_with_the_writers(tmp_path: Path) -> None:
 
 
 def test_the_transcribed_decision_passages_match_the_written_ones() -> None:
-    """``emotion_corpus/decision_transcribed.txt`` (docs/emotion-history.md, the context encoder): the decision writers'
-    train passages re-rendered as raw transcripts keep every id, label and tag, and only the texts
-    change, to lower-case words without punctuation but apostrophes."""
+    """``emotion_corpus/decision_transcribed.txt`` (docs/emotion-history.md, the context encoder): the
+    decision writers' train passages re-rendered as raw transcripts keep every id, label and tag, and
+    only the texts change, to lower-case words without punctuation but apostrophes."""
     from devtools.emotion_agreement import ANNOTATIONS
 
     decision = ("w6e", "w6f", "w6g", "w6h")  # the writers held out for choosing (protocol_t4.md)
