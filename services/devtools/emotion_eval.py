@@ -88,10 +88,11 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def confusion(y: np.ndarray, pred: np.ndarray) -> dict[str, dict[str, int]]:
     """Counts of each true label (outer key) read as each label (inner key), ``EMOTIONS`` order."""
-    return {
-        t: {e: int(((y == i) & (pred == j)).sum()) for j, e in enumerate(EMOTIONS)}
-        for i, t in enumerate(EMOTIONS)
-    }
+    from sklearn.metrics import confusion_matrix
+
+    counts = confusion_matrix(y, pred, labels=range(len(EMOTIONS)))
+    rows = zip(EMOTIONS, counts, strict=True)
+    return {t: dict(zip(EMOTIONS, map(int, row), strict=True)) for t, row in rows}
 
 
 def evaluate_split(phrase: np.ndarray, context: np.ndarray, data: Encoded) -> dict[str, Any]:
